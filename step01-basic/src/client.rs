@@ -1,0 +1,126 @@
+//! The client: one connection, one call at a time.
+//!
+//! `call` writes a request frame and then blocks until the response frame
+//! arrives. Because the server answers one request at a time, in order, the
+//! next frame to arrive is always the answer to the call just made; that is
+//! the only reason this client needs no request ids (step 2 adds them).
+
+use std::fmt;
+use std::io::{self, BufReader};
+use std::net::{TcpStream, ToSocketAddrs};
+
+use serde_json::{Value, json};
+
+use crate::protocol::{Request, Response, read_frame, write_frame};
+
+// ANCHOR: call_error
+/// Why a call failed.
+///
+/// The three cases want different reactions from a caller: `Server` is an
+/// answer (the call ran and said no), `Io` means the connection is gone, and
+/// `BadResponse` means the server broke the protocol.
+#[derive(Debug)]
+pub enum CallError {
+    /// The connection failed: refused, reset, or closed before the answer.
+    Io(io::Error),
+    /// The server answered with an error message.
+    Server(String),
+    /// The server answered with something that is not a valid response.
+    BadResponse(String),
+}
+// ANCHOR_END: call_error
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Io(e) => write!(f, "connection error: {e}"),
+            CallError::Server(message) => write!(f, "server error: {message}"),
+            CallError::BadResponse(why) => write!(f, "bad response: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for CallError {
+    fn from(e: io::Error) -> CallError {
+        CallError::Io(e)
+    }
+}
+
+/// A connection to a server.
+pub struct Client {
+    /// Buffered read half: a response costs a few syscalls, not one per byte.
+    reader: BufReader<TcpStream>,
+    /// Write half of the same socket; `write_frame` sends a frame in one write.
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Connects to a server.
+    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        // Each request is one small frame followed by a wait for the answer:
+        // send it now instead of letting Nagle's algorithm hold it.
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    // ANCHOR: call
+    /// Calls `method` with `params` and waits for its answer.
+    ///
+    /// After an `Io` or `BadResponse` error the connection is in an unknown
+    /// state; connect again rather than reuse this client.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, CallError> {
+        let request = Request {
+            method: method.to_string(),
+            params,
+        };
+        let body = serde_json::to_vec(&request).map_err(io::Error::other)?;
+        write_frame(&mut self.writer, &body)?;
+
+        // The server may be broken or hostile too: a closed connection, a
+        // cut frame or bad JSON is an error for the caller, never a panic.
+        let body = read_frame(&mut self.reader)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed the connection before answering",
+            )
+        })?;
+        match serde_json::from_slice(&body) {
+            Ok(Response::Result(result)) => Ok(result),
+            Ok(Response::Error(message)) => Err(CallError::Server(message)),
+            Err(e) => Err(CallError::BadResponse(e.to_string())),
+        }
+    }
+    // ANCHOR_END: call
+
+    /// Calls `add {a, b}`.
+    pub fn add(&mut self, a: f64, b: f64) -> Result<f64, CallError> {
+        let result = self.call("add", json!({ "a": a, "b": b }))?;
+        as_number(result)
+    }
+
+    /// Calls `divide {a, b}`.
+    pub fn divide(&mut self, a: f64, b: f64) -> Result<f64, CallError> {
+        let result = self.call("divide", json!({ "a": a, "b": b }))?;
+        as_number(result)
+    }
+}
+
+/// A result that should be a number, or the error that it is not.
+fn as_number(result: Value) -> Result<f64, CallError> {
+    result
+        .as_f64()
+        .ok_or_else(|| CallError::BadResponse(format!("expected a number, got {result}")))
+}

@@ -1,0 +1,148 @@
+//! The server: accept connections, and on each one read a request, run it,
+//! write the response, and repeat until the peer hangs up.
+//!
+//! Every connection gets its own operating-system thread, and on that thread
+//! everything blocks: reading waits for the peer, the method runs to the end,
+//! writing waits for room in the socket. That makes the code read top to
+//! bottom like the protocol itself. What it costs (a thread per idle
+//! connection, one call at a time per connection) is what later steps fix.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::protocol::{MAX_FRAME_LEN, Request, Response, read_frame, write_frame};
+
+// ANCHOR: methods
+/// A method's code: takes the request's `params`, returns a result or an
+/// error message for the caller.
+///
+/// `Send + Sync` because one `Methods` table is shared by every connection
+/// thread.
+pub type Handler = Box<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
+
+/// The table of methods a server offers, by name.
+#[derive(Default)]
+pub struct Methods {
+    handlers: HashMap<String, Handler>,
+}
+
+impl Methods {
+    /// An empty table.
+    pub fn new() -> Methods {
+        Methods::default()
+    }
+
+    /// Offers `handler` under `name`, replacing any method of that name.
+    pub fn register(
+        &mut self,
+        name: &str,
+        handler: impl Fn(&Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) {
+        self.handlers.insert(name.to_string(), Box::new(handler));
+    }
+
+    /// Runs the method a request names. An unknown name is an error response,
+    /// not a server error: the caller made the mistake.
+    pub fn call(&self, request: &Request) -> Response {
+        match self.handlers.get(&request.method) {
+            Some(handler) => match handler(&request.params) {
+                Ok(result) => Response::Result(result),
+                Err(message) => Response::Error(message),
+            },
+            None => Response::Error(format!("unknown method `{}`", request.method)),
+        }
+    }
+}
+// ANCHOR_END: methods
+
+/// How long to pause after `accept` fails before trying again.
+///
+/// `accept` fails mostly when the process is out of file descriptors. Trying
+/// again at once would spin a core printing errors; a short pause gives
+/// connections time to close. Step 9 adds a real connection limit.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+// ANCHOR: run
+/// Serves `methods` on `listener` until the process exits.
+///
+/// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
+/// it for the port the OS chose. There is no way to stop this server yet
+/// other than ending the process; graceful shutdown is step 6.
+pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+    // One table, shared read-only by every connection thread.
+    let methods = Arc::new(methods);
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let methods = Arc::clone(&methods);
+                // One thread per connection: simple, and the reason one slow
+                // or hostile peer cannot block the others. Nothing bounds
+                // the number of threads; that is step 9's job.
+                thread::spawn(move || {
+                    let peer = stream.peer_addr();
+                    if let Err(e) = serve_connection(stream, &methods) {
+                        // Whatever went wrong, it went wrong for this
+                        // connection only. Say so, and let the thread end.
+                        eprintln!("connection {peer:?} closed: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                thread::sleep(ACCEPT_ERROR_PAUSE);
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+// ANCHOR: serve_connection
+/// Answers requests on one connection, one at a time, until the peer closes
+/// it or breaks the framing.
+///
+/// An `Err` from here means the byte stream is unusable (cut mid-frame, a
+/// length over the limit, a failed write) and the connection is dropped. A
+/// *request* that is wrong but well framed is answered with an error
+/// response instead, and the loop goes on.
+fn serve_connection(stream: TcpStream, methods: &Methods) -> io::Result<()> {
+    // Responses are small and the client waits for each one: send them at
+    // once rather than letting Nagle's algorithm hold them back.
+    stream.set_nodelay(true)?;
+    // Two handles on one socket: a buffered one to read from, so a frame
+    // costs a few syscalls rather than one per `read`, and a plain one to
+    // write to (`write_frame` sends each frame in one `write_all`).
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+
+    while let Some(body) = read_frame(&mut reader)? {
+        let response = match serde_json::from_slice::<Request>(&body) {
+            Ok(request) => methods.call(&request),
+            // The frame was fine, its contents were not. The next frame
+            // starts right after this one, so the connection stays usable.
+            Err(e) => Response::Error(format!("bad request: {e}")),
+        };
+        write_frame(&mut writer, &encode(&response))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: serve_connection
+
+/// Serialises a response, replacing one too large to send with an error
+/// that says so: better than closing the connection on an honest caller.
+fn encode(response: &Response) -> Vec<u8> {
+    // Serialising a `Response` cannot fail: it holds only a string or a
+    // `serde_json::Value`, and both always have a JSON form.
+    let body = serde_json::to_vec(response).expect("a Response is always valid JSON");
+    if body.len() > MAX_FRAME_LEN as usize {
+        let message = format!("response of {} bytes exceeds the frame limit", body.len());
+        return serde_json::to_vec(&Response::Error(message)).expect("valid JSON");
+    }
+    body
+}

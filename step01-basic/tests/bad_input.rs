@@ -1,0 +1,119 @@
+//! Bad input, sent as raw bytes: nothing a peer sends may crash the server,
+//! stop it serving other connections, or make it allocate without bound.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::time::Duration;
+
+use common::{
+    assert_server_answers, closed_by_server, raw_call, raw_connect, send_raw, spawn_server,
+};
+use serde_json::json;
+
+#[test]
+fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
+    let addr = spawn_server();
+    let mut stream = raw_connect(addr);
+    let bad_bodies: [&[u8]; 6] = [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        br#"{"params": {"a": 1, "b": 2}}"#,
+        br#"{"method": 7}"#,
+        &[0xC3, 0x28, 0xFF], // not UTF-8
+    ];
+    for body in bad_bodies {
+        let response = raw_call(&mut stream, body);
+        let error = response["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("bad request"), "{body:?} -> {response}");
+        // Same connection, next frame: still answered.
+        let ok = raw_call(&mut stream, br#"{"method":"add","params":{"a":5,"b":3}}"#);
+        assert_eq!(ok, json!({"result": 8.0}));
+    }
+}
+
+#[test]
+fn oversize_length_prefix_closes_only_that_connection() {
+    let addr = spawn_server();
+    // A client connected before the attack must keep working through it.
+    let mut bystander = step01_basic::client::Client::connect(addr).unwrap();
+    // 0xFFFFFFFF claims a 4 GiB frame; "GET " is what an HTTP client sends
+    // first, and reads as a 1.2 GB length.
+    for header in [[0xFF; 4], *b"GET "] {
+        let mut stream = raw_connect(addr);
+        send_raw(&mut stream, &header);
+        assert!(closed_by_server(&mut stream), "{header:?} left open");
+        assert_eq!(bystander.add(1.0, 2.0).unwrap(), 3.0);
+        assert_server_answers(addr);
+    }
+}
+
+#[test]
+fn garbage_harms_no_other_client() {
+    let addr = spawn_server();
+    let mut stream = raw_connect(addr);
+    send_raw(&mut stream, b"hello, is this the RPC server?\r\n\r\n");
+    assert!(closed_by_server(&mut stream));
+    assert_server_answers(addr);
+}
+
+#[test]
+fn disconnect_mid_frame_harms_no_other_client() {
+    let addr = spawn_server();
+    let cuts: [&[u8]; 3] = [
+        &[0, 0],                     // in the header
+        &[0, 0, 0, 100],             // after the header
+        &[0, 0, 0, 100, b'{', b'"'], // in the body
+    ];
+    for cut in cuts {
+        let mut stream = raw_connect(addr);
+        send_raw(&mut stream, cut);
+        drop(stream);
+        assert_server_answers(addr);
+    }
+}
+
+#[test]
+fn a_stalled_peer_does_not_block_other_clients() {
+    let addr = spawn_server();
+    // Announces 100 bytes, sends 2, and then just sits there, open.
+    let mut staller = raw_connect(addr);
+    send_raw(&mut staller, &[0, 0, 0, 100, b'{', b'"']);
+    assert_server_answers(addr);
+    drop(staller);
+}
+
+#[test]
+fn a_peer_that_never_reads_is_throttled_not_buffered() {
+    let addr = spawn_server();
+    let mut flooder = raw_connect(addr);
+    // Once our writes make no progress for this long, the server has
+    // stopped reading from us. A busy machine only makes that come sooner.
+    flooder
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+
+    // Frames of one garbage byte: each earns an error response of ~60 bytes
+    // that we never read. A server that kept reading regardless would have
+    // to buffer those answers without bound; ours blocks writing them, stops
+    // reading, and our writes stall.
+    let chunk: Vec<u8> = [0, 0, 0, 1, b'x'].repeat(64 * 1024 / 5);
+    let limit = 64 * 1024 * 1024;
+    let mut sent = 0;
+    let stalled = loop {
+        match flooder.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true;
+            }
+            Err(e) => panic!("flood write failed: {e}"),
+        }
+        if sent >= limit {
+            break false;
+        }
+    };
+    assert!(stalled, "the server read {sent} bytes without pushing back");
+    // The flooder's thread is stuck writing to it; everyone else is fine.
+    assert_server_answers(addr);
+}

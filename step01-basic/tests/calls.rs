@@ -1,0 +1,80 @@
+//! The client API against a real server: calls work, and an error in one
+//! call leaves the connection usable.
+
+mod common;
+
+use std::thread;
+
+use common::spawn_server;
+use serde_json::json;
+use step01_basic::client::{CallError, Client};
+
+#[test]
+fn add_and_divide_work_across_tcp() {
+    let mut client = Client::connect(spawn_server()).unwrap();
+    assert_eq!(client.add(5.0, 3.0).unwrap(), 8.0);
+    assert_eq!(client.divide(10.0, 4.0).unwrap(), 2.5);
+}
+
+#[test]
+fn division_by_zero_is_an_error_answer() {
+    let mut client = Client::connect(spawn_server()).unwrap();
+    match client.divide(10.0, 0.0) {
+        Err(CallError::Server(message)) => assert_eq!(message, "division by zero"),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_error_leaves_the_connection_usable() {
+    let mut client = Client::connect(spawn_server()).unwrap();
+    for _ in 0..3 {
+        assert!(client.divide(1.0, 0.0).is_err());
+        assert!(client.call("no_such_method", json!({})).is_err());
+        assert!(client.call("add", json!({"a": "five"})).is_err());
+        assert_eq!(client.add(1.0, 1.0).unwrap(), 2.0);
+    }
+}
+
+#[test]
+fn unknown_method_and_bad_params_are_named_in_the_error() {
+    let mut client = Client::connect(spawn_server()).unwrap();
+    let err = client
+        .call("multiply", json!({"a": 1, "b": 2}))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown method `multiply`"),
+        "{err}"
+    );
+    let err = client.call("add", json!({"a": 1})).unwrap_err();
+    assert!(
+        err.to_string().contains("params.b must be a number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_infinite_result_is_an_error_not_null() {
+    let mut client = Client::connect(spawn_server()).unwrap();
+    let err = client.add(1e308, 1e308).unwrap_err();
+    assert!(err.to_string().contains("not a finite number"), "{err}");
+}
+
+#[test]
+fn several_clients_at_once_each_get_their_own_answers() {
+    let addr = spawn_server();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr).unwrap();
+                for j in 0..50 {
+                    let (a, b) = (f64::from(i), f64::from(j));
+                    assert_eq!(client.add(a, b).unwrap(), a + b);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

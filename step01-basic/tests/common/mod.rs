@@ -1,0 +1,66 @@
+//! Helpers shared by this step's integration tests. Everything runs over
+//! real TCP on 127.0.0.1, on a port the OS picks.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use step01_basic::protocol::{read_frame, write_frame};
+use step01_basic::{server, service};
+
+/// How long a test waits on a socket before calling the server stuck. Far
+/// longer than anything here should take, even on a busy machine: it turns
+/// a hang into a failure, and never fires when things work.
+pub const STUCK: Duration = Duration::from_secs(10);
+
+/// Starts this step's server on a free port and returns its address. The
+/// server thread lives until the test process exits.
+pub fn spawn_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || server::run(listener, service::methods()));
+    addr
+}
+
+/// A raw connection, for sending what the real client never would.
+pub fn raw_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(STUCK)).unwrap();
+    stream.set_write_timeout(Some(STUCK)).unwrap();
+    stream
+}
+
+/// Sends `body` as one well-formed frame and returns the response frame as JSON.
+pub fn raw_call(stream: &mut TcpStream, body: &[u8]) -> Value {
+    write_frame(stream, body).unwrap();
+    let response = read_frame(stream)
+        .unwrap()
+        .expect("server closed the connection");
+    serde_json::from_slice(&response).unwrap()
+}
+
+/// True once the server has closed `stream`: a read sees end-of-file (or a
+/// reset, if it closed with our bytes still unread).
+pub fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Proves the server still answers: a fresh client makes a call.
+pub fn assert_server_answers(addr: SocketAddr) {
+    let mut client = step01_basic::client::Client::connect(addr).unwrap();
+    assert_eq!(client.add(2.0, 2.0).unwrap(), 4.0);
+}
+
+/// Writes raw bytes, e.g. half a frame.
+pub fn send_raw(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap();
+}
