@@ -43,13 +43,14 @@ pub fn raw_call(stream: &mut TcpStream, body: &[u8]) -> Value {
     serde_json::from_slice(&response).unwrap()
 }
 
-/// True once the server has closed `stream`: a read sees end-of-file (or a
-/// reset, if it closed with our bytes still unread).
+/// True once the server has closed `stream`: reads whatever it still sends
+/// (at most a few KiB) until end-of-file, or a reset if it closed with our
+/// bytes still unread. A server that keeps the connection open makes the
+/// read time out after [`STUCK`], which is `false`.
 pub fn closed_by_server(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
+    let mut rest = Vec::new();
+    match stream.take(64 * 1024).read_to_end(&mut rest) {
+        Ok(_) => rest.len() < 64 * 1024,
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     }
 }

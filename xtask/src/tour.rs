@@ -1,0 +1,173 @@
+//! The tour: every step's server and client as real processes, the way a
+//! learner runs them in two terminals, and the transcripts the book shows.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use regex::Regex;
+
+use crate::steps::{self, Step};
+
+/// How long a server may take to print its address, and a client to finish
+/// its demo, before the tour calls the step broken. Demos take well under a
+/// second; this only turns a hang into a failure.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `cargo xtask tour [--step N]`.
+pub fn tour(root: &Path, only: Option<u32>) -> Result<()> {
+    let steps = steps::select(root, only)?;
+    build(root)?;
+    let mut failed = Vec::new();
+    for step in &steps {
+        println!("== {} ==", step.name);
+        match run_step(root, step) {
+            Ok(transcript) => print!("{transcript}"),
+            Err(e) => {
+                println!("FAILED: {e:#}");
+                failed.push(step.name.clone());
+            }
+        }
+        println!();
+    }
+    if !failed.is_empty() {
+        bail!("the tour failed for {}", failed.join(", "));
+    }
+    println!("tour: {} step(s) ran cleanly", steps.len());
+    Ok(())
+}
+
+/// `cargo xtask transcripts [--check]`: each step's demo output, normalised,
+/// in `book/src/transcripts/<step>.txt` for the chapter to include.
+pub fn transcripts(root: &Path, check: bool) -> Result<()> {
+    build(root)?;
+    for step in steps::all(root)? {
+        let transcript = normalise(&run_step(root, &step)?);
+        let path = root.join(format!("book/src/transcripts/{}.txt", step.name));
+        steps::write_or_check(&path, &transcript, check)?;
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    steps::run(
+        steps::cargo()
+            .current_dir(root)
+            .args(["build", "--quiet", "--workspace", "--bins"]),
+    )
+}
+
+// ANCHOR: run_step
+/// Starts the step's server on a free port, runs its client against it and
+/// returns what the client printed, prefixed with the commands run.
+fn run_step(root: &Path, step: &Step) -> Result<String> {
+    let bin = steps::target_dir(root).join("debug");
+    let server_bin = bin.join(format!("{}-server", step.short()));
+    let client_bin = bin.join(format!("{}-client", step.short()));
+
+    // Port 0: the OS picks a free port and the server prints it.
+    let mut server = Command::new(&server_bin)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", server_bin.display()))?;
+    let result = listening_addr(&mut server).and_then(|addr| {
+        let client = Command::new(&client_bin)
+            .args(["--addr", &addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", client_bin.display()))?;
+        let (ok, stdout, stderr) = wait_with_timeout(client)?;
+        let mut transcript = format!(
+            "$ {short}-server --addr 127.0.0.1:0\nlistening on {addr}\n\
+             $ {short}-client --addr {addr}\n{stdout}",
+            short = step.short()
+        );
+        if !ok {
+            transcript.push_str(&stderr);
+            bail!("the client failed:\n{transcript}");
+        }
+        Ok(transcript)
+    });
+    // The server dies with the tour whatever happened above.
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+// ANCHOR_END: run_step
+
+/// Reads the server's first line, `listening on ADDR`, and returns ADDR.
+fn listening_addr(server: &mut Child) -> Result<String> {
+    let stdout = server.stdout.take().context("server stdout")?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(STEP_TIMEOUT)
+        .context("the server did not say where it listens")?;
+    match line.trim().strip_prefix("listening on ") {
+        Some(addr) => Ok(addr.to_string()),
+        None => bail!("the server's first line should be `listening on ADDR`, got {line:?}"),
+    }
+}
+
+/// Waits for a child, killing it after [`STEP_TIMEOUT`]; returns success,
+/// stdout and stderr.
+fn wait_with_timeout(mut child: Child) -> Result<(bool, String, String)> {
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().context("stdout")?));
+    let stderr = read_all(Box::new(child.stderr.take().context("stderr")?));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > STEP_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the client did not finish within {STEP_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let join = |handle: thread::JoinHandle<String>| handle.join().unwrap_or_default();
+    Ok((status.success(), join(stdout), join(stderr)))
+}
+
+/// Replaces what changes from run to run (ports, timings) with placeholders,
+/// so a transcript in the book only changes when the program does.
+pub fn normalise(transcript: &str) -> String {
+    // Port 0 (ask the OS for one) stays; the port it chose does not.
+    let port = Regex::new(r"127\.0\.0\.1:[1-9]\d*").unwrap();
+    let duration = Regex::new(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s)\b").unwrap();
+    let text = port.replace_all(transcript, "127.0.0.1:PORT");
+    duration.replace_all(&text, "<time>").into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn ports_and_timings_are_normalised() {
+        let raw = "--addr 127.0.0.1:0\nlistening on 127.0.0.1:40123\n1000 calls in 12.5ms (3 µs each), 2s total\n";
+        assert_eq!(
+            normalise(raw),
+            "--addr 127.0.0.1:0\nlistening on 127.0.0.1:PORT\n1000 calls in <time> (<time> each), <time> total\n"
+        );
+    }
+}
