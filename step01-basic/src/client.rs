@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io::{self, BufReader};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -17,15 +18,18 @@ use crate::protocol::{Request, Response, read_frame, write_frame};
 /// Why a call failed.
 ///
 /// The three cases want different reactions from a caller: `Server` is an
-/// answer (the call ran and said no), `Io` means the connection is gone, and
+/// answer (the call ran and said no), `Io` means the connection failed, and
 /// `BadResponse` means the server broke the protocol.
 #[derive(Debug)]
 pub enum CallError {
-    /// The connection failed: refused, reset, or closed before the answer.
+    /// The connection failed: refused, reset, closed or silent for longer
+    /// than the I/O timeout before the answer came; or the request was too
+    /// large to send.
     Io(io::Error),
     /// The server answered with an error message.
     Server(String),
-    /// The server answered with something that is not a valid response.
+    /// The server answered with something that is not a valid response:
+    /// a length over the limit, bad JSON, or the wrong shape.
     BadResponse(String),
 }
 // ANCHOR_END: call_error
@@ -55,6 +59,14 @@ impl From<io::Error> for CallError {
     }
 }
 
+/// How long a call waits on a silent server before giving up, unless
+/// changed with [`Client::set_io_timeout`].
+///
+/// Not a deadline for the call (step 3 adds those): a safety net, so that a
+/// server that stops talking mid-answer costs the caller an error, not a
+/// thread blocked forever.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection to a server.
 pub struct Client {
     /// Buffered read half: a response costs a few syscalls, not one per byte.
@@ -70,10 +82,19 @@ impl Client {
         // Each request is one small frame followed by a wait for the answer:
         // send it now instead of letting Nagle's algorithm hold it.
         stream.set_nodelay(true)?;
-        Ok(Client {
+        let mut client = Client {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
-        })
+        };
+        client.set_io_timeout(DEFAULT_IO_TIMEOUT)?;
+        Ok(client)
+    }
+
+    /// How long a read or write may wait for the server before the call
+    /// fails with `Io`. Both handles share one socket, so this covers both.
+    pub fn set_io_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.writer.set_read_timeout(Some(timeout))?;
+        self.writer.set_write_timeout(Some(timeout))
     }
 
     // ANCHOR: call
@@ -91,12 +112,21 @@ impl Client {
 
         // The server may be broken or hostile too: a closed connection, a
         // cut frame or bad JSON is an error for the caller, never a panic.
-        let body = read_frame(&mut self.reader)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed the connection before answering",
-            )
-        })?;
+        let body = match read_frame(&mut self.reader) {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection before answering",
+                );
+                return Err(CallError::Io(e));
+            }
+            // A length over the limit: the server broke the protocol.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(CallError::BadResponse(e.to_string()));
+            }
+            Err(e) => return Err(CallError::Io(e)),
+        };
         match serde_json::from_slice(&body) {
             Ok(Response::Result(result)) => Ok(result),
             Ok(Response::Error(message)) => Err(CallError::Server(message)),

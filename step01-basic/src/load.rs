@@ -19,10 +19,20 @@ pub struct LoadReport {
     /// How long the run lasted, measured.
     pub elapsed: Duration,
     /// The latency of every completed call, sorted, in microseconds.
-    pub latencies_us: Vec<u64>,
+    latencies_us: Vec<u64>,
 }
 
 impl LoadReport {
+    /// A report from unsorted latencies.
+    pub fn new(inflight: usize, elapsed: Duration, mut latencies_us: Vec<u64>) -> LoadReport {
+        latencies_us.sort_unstable();
+        LoadReport {
+            inflight,
+            elapsed,
+            latencies_us,
+        }
+    }
+
     /// Completed calls.
     pub fn calls(&self) -> usize {
         self.latencies_us.len()
@@ -67,26 +77,22 @@ impl fmt::Display for LoadReport {
 pub fn run(addr: SocketAddr, inflight: usize, duration: Duration) -> Result<LoadReport, CallError> {
     let inflight = inflight.max(1);
     let start = Instant::now();
-    let deadline = start + duration;
     let workers: Vec<_> = (0..inflight)
-        .map(|_| thread::spawn(move || worker(addr, deadline)))
+        .map(|_| thread::spawn(move || worker(addr, duration)))
         .collect();
     let mut latencies_us = Vec::new();
     for worker in workers {
         let mine = worker.join().expect("a load worker panicked")?;
         latencies_us.extend(mine);
     }
-    latencies_us.sort_unstable();
-    Ok(LoadReport {
-        inflight,
-        elapsed: start.elapsed(),
-        latencies_us,
-    })
+    Ok(LoadReport::new(inflight, start.elapsed(), latencies_us))
 }
 
-/// One connection making one call after another until `deadline`.
-fn worker(addr: SocketAddr, deadline: Instant) -> Result<Vec<u64>, CallError> {
+/// One connection making one call after another for `duration`.
+fn worker(addr: SocketAddr, duration: Duration) -> Result<Vec<u64>, CallError> {
     let mut client = Client::connect(addr)?;
+    // The clock starts once connected, so a slow start never means 0 calls.
+    let deadline = Instant::now() + duration;
     let mut latencies_us = Vec::new();
     while Instant::now() < deadline {
         let sent = Instant::now();
@@ -94,4 +100,21 @@ fn worker(addr: SocketAddr, deadline: Instant) -> Result<Vec<u64>, CallError> {
         latencies_us.push(sent.elapsed().as_micros() as u64);
     }
     Ok(latencies_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let report = |latencies: Vec<u64>| LoadReport::new(1, Duration::from_secs(1), latencies);
+        let one = report(vec![7]);
+        assert_eq!((one.percentile_us(50), one.percentile_us(99)), (7, 7));
+        let hundred = report((1..=100).rev().collect());
+        assert_eq!(hundred.percentile_us(50), 50);
+        assert_eq!(hundred.percentile_us(99), 99);
+        assert_eq!(hundred.percentile_us(100), 100);
+        assert_eq!(report(vec![]).percentile_us(50), 0);
+    }
 }

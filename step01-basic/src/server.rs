@@ -29,6 +29,7 @@ pub type Handler = Box<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
 /// The table of methods a server offers, by name.
 #[derive(Default)]
 pub struct Methods {
+    /// Method name to code. Filled before the server starts, read-only after.
     handlers: HashMap<String, Handler>,
 }
 
@@ -61,10 +62,12 @@ impl Methods {
 }
 // ANCHOR_END: methods
 
-/// How long to pause after `accept` fails before trying again.
+/// How long to pause after `accept` (or starting a thread) fails before
+/// trying again.
 ///
-/// `accept` fails mostly when the process is out of file descriptors. Trying
-/// again at once would spin a core printing errors; a short pause gives
+/// `accept` fails mostly when the process is out of file descriptors, and a
+/// thread fails to start when it is out of memory or threads. Trying again
+/// at once would spin a core printing errors; a short pause gives
 /// connections time to close. Step 9 adds a real connection limit.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -81,17 +84,29 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
         match stream {
             Ok(stream) => {
                 let methods = Arc::clone(&methods);
+                let peer = match stream.peer_addr() {
+                    Ok(addr) => addr.to_string(),
+                    Err(_) => "(unknown peer)".to_string(),
+                };
                 // One thread per connection: simple, and the reason one slow
                 // or hostile peer cannot block the others. Nothing bounds
-                // the number of threads; that is step 9's job.
-                thread::spawn(move || {
-                    let peer = stream.peer_addr();
+                // the number of threads; that is step 9's job. `Builder`
+                // rather than `thread::spawn`, which panics when the OS
+                // refuses a thread: a flood of connections must cost the
+                // flood its connections, not the server its life.
+                let spawned = thread::Builder::new().spawn(move || {
                     if let Err(e) = serve_connection(stream, &methods) {
                         // Whatever went wrong, it went wrong for this
                         // connection only. Say so, and let the thread end.
-                        eprintln!("connection {peer:?} closed: {e}");
+                        eprintln!("connection {peer} closed: {e}");
                     }
                 });
+                if let Err(e) = spawned {
+                    // The stream moved into the closure, which was dropped
+                    // with the error: the connection is already closed.
+                    eprintln!("cannot start a thread for a connection: {e}");
+                    thread::sleep(ACCEPT_ERROR_PAUSE);
+                }
             }
             Err(e) => {
                 eprintln!("accept failed: {e}");

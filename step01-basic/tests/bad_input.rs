@@ -10,6 +10,7 @@ use common::{
     assert_server_answers, closed_by_server, raw_call, raw_connect, send_raw, spawn_server,
 };
 use serde_json::json;
+use step01_basic::protocol::{MAX_FRAME_LEN, read_frame};
 
 #[test]
 fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
@@ -31,6 +32,45 @@ fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
         let ok = raw_call(&mut stream, br#"{"method":"add","params":{"a":5,"b":3}}"#);
         assert_eq!(ok, json!({"result": 8.0}));
     }
+}
+
+#[test]
+fn frames_survive_any_split_or_merge_of_the_byte_stream() {
+    let addr = spawn_server();
+    let mut stream = raw_connect(addr);
+    let frame = |a: u32| {
+        let body = format!(r#"{{"method":"add","params":{{"a":{a},"b":1}}}}"#);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body.as_bytes());
+        frame
+    };
+    // One request dribbled a byte per write (with Nagle off so each byte
+    // really leaves alone), then two requests merged into one write.
+    stream.set_nodelay(true).unwrap();
+    for byte in frame(1) {
+        send_raw(&mut stream, &[byte]);
+    }
+    send_raw(&mut stream, &[frame(2), frame(3)].concat());
+    for expected in [2.0, 3.0, 4.0] {
+        let body = read_frame(&mut stream).unwrap().unwrap();
+        let response: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(response, json!({ "result": expected }));
+    }
+}
+
+#[test]
+fn a_response_too_large_for_a_frame_becomes_an_error() {
+    // An unknown method's name is echoed in the error, so a name just under
+    // the frame limit makes a response just over it.
+    let addr = spawn_server();
+    let mut stream = raw_connect(addr);
+    let name = "x".repeat(MAX_FRAME_LEN as usize - 20);
+    let request = json!({ "method": name });
+    let response = raw_call(&mut stream, &serde_json::to_vec(&request).unwrap());
+    let error = response["error"].as_str().unwrap_or_default();
+    assert!(error.contains("exceeds the frame limit"), "{error:.80}");
+    let ok = raw_call(&mut stream, br#"{"method":"add","params":{"a":5,"b":3}}"#);
+    assert_eq!(ok, json!({"result": 8.0}));
 }
 
 #[test]
@@ -98,14 +138,23 @@ fn a_peer_that_never_reads_is_throttled_not_buffered() {
     // that we never read. A server that kept reading regardless would have
     // to buffer those answers without bound; ours blocks writing them, stops
     // reading, and our writes stall.
+    // A partial write is resumed where it stopped, so frames stay intact.
+    // "Stalled" means three timeouts in a row with no byte accepted: one
+    // scheduling hiccup on a busy machine is not enough to pass.
     let chunk: Vec<u8> = [0, 0, 0, 1, b'x'].repeat(64 * 1024 / 5);
     let limit = 64 * 1024 * 1024;
-    let mut sent = 0;
+    let (mut sent, mut offset, mut timeouts) = (0, 0, 0);
     let stalled = loop {
-        match flooder.write(&chunk) {
-            Ok(n) => sent += n,
+        match flooder.write(&chunk[offset..]) {
+            Ok(n) => {
+                (sent, timeouts) = (sent + n, 0);
+                offset = (offset + n) % chunk.len();
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break true;
+                timeouts += 1;
+                if timeouts == 3 {
+                    break true;
+                }
             }
             Err(e) => panic!("flood write failed: {e}"),
         }

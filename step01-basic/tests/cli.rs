@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 
 use step01_basic::client::Client;
@@ -45,17 +45,31 @@ fn the_demo_fails_against_a_server_that_lies() {
         .output()
         .unwrap();
     assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("wrong answers"), "{stderr}");
+}
+
+/// Kills the server process when dropped, even if the test panics first.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
 fn the_server_binary_serves_on_the_port_it_prints() {
-    let mut server = Command::new(SERVER)
-        .args(["--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = KillOnDrop(
+        Command::new(SERVER)
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr: SocketAddr = line
@@ -66,8 +80,7 @@ fn the_server_binary_serves_on_the_port_it_prints() {
         .unwrap();
     let result =
         Client::connect(addr).and_then(|mut c| c.add(20.0, 22.0).map_err(std::io::Error::other));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert_eq!(result.unwrap(), 42.0);
 }
 

@@ -4,6 +4,7 @@
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
+use std::time::Duration;
 
 use step01_basic::client::{CallError, Client};
 use step01_basic::protocol::read_frame;
@@ -36,11 +37,35 @@ fn a_response_cut_short_is_an_io_error() {
 }
 
 #[test]
-fn an_oversize_response_length_is_refused() {
+fn an_oversize_response_length_is_a_bad_response() {
     match add_against(&[0xFF; 4]) {
-        Err(CallError::Io(e)) => assert_eq!(e.kind(), ErrorKind::InvalidData),
-        other => panic!("expected InvalidData, got {other:?}"),
+        Err(CallError::BadResponse(why)) => assert!(why.contains("exceeds"), "{why}"),
+        other => panic!("expected BadResponse, got {other:?}"),
     }
+}
+
+#[test]
+fn a_server_that_stalls_mid_answer_is_an_error_not_a_hang() {
+    // Half a frame, then silence with the connection left open.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_frame(&mut stream).unwrap();
+        stream.write_all(&[0, 0, 0, 20, b'{']).unwrap();
+        let _ = wait.recv(); // hold the connection open until the test ends
+    });
+    let mut client = Client::connect(addr).unwrap();
+    client.set_io_timeout(Duration::from_millis(200)).unwrap();
+    match client.add(1.0, 2.0) {
+        Err(CallError::Io(e)) => assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e}"
+        ),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    drop(done);
 }
 
 #[test]

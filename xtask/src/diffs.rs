@@ -40,8 +40,7 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     let mut body = String::new();
     let (mut total_added, mut total_removed) = (0, 0);
     for file in &files {
-        let before = fs::read_to_string(old.dir.join(file)).ok();
-        let after = fs::read_to_string(new.dir.join(file)).ok();
+        let (before, after) = (read(&old.dir.join(file))?, read(&new.dir.join(file))?);
         if before == after {
             continue;
         }
@@ -85,6 +84,16 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     Ok(out)
 }
 // ANCHOR_END: render
+
+/// A file's text, `None` if it does not exist. A file that is not UTF-8 is
+/// an error rather than silently left out of the diff.
+fn read(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot diff {}", path.display()))),
+    }
+}
 
 /// Every file under `dir`, relative to it, skipping [`SKIPPED_DIRS`].
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {

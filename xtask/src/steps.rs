@@ -9,9 +9,11 @@ use anyhow::{Context, Result, bail};
 /// One step crate: `step07-heartbeat` is number 7, short name `step07`.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// The step's place in the sequence, from the directory name.
     pub number: u32,
     /// The directory and package name, e.g. `step01-basic`.
     pub name: String,
+    /// Where the step lives: `<repo root>/<name>`.
     pub dir: PathBuf,
 }
 

@@ -21,7 +21,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// `cargo xtask tour [--step N]`.
 pub fn tour(root: &Path, only: Option<u32>) -> Result<()> {
     let steps = steps::select(root, only)?;
-    build(root)?;
+    build(root, &steps)?;
     let mut failed = Vec::new();
     for step in &steps {
         println!("== {} ==", step.name);
@@ -44,8 +44,9 @@ pub fn tour(root: &Path, only: Option<u32>) -> Result<()> {
 /// `cargo xtask transcripts [--check]`: each step's demo output, normalised,
 /// in `book/src/transcripts/<step>.txt` for the chapter to include.
 pub fn transcripts(root: &Path, check: bool) -> Result<()> {
-    build(root)?;
-    for step in steps::all(root)? {
+    let steps = steps::all(root)?;
+    build(root, &steps)?;
+    for step in steps {
         let transcript = normalise(&run_step(root, &step)?);
         let path = root.join(format!("book/src/transcripts/{}.txt", step.name));
         steps::write_or_check(&path, &transcript, check)?;
@@ -53,12 +54,15 @@ pub fn transcripts(root: &Path, check: bool) -> Result<()> {
     Ok(())
 }
 
-fn build(root: &Path) -> Result<()> {
-    steps::run(
-        steps::cargo()
-            .current_dir(root)
-            .args(["build", "--quiet", "--workspace", "--bins"]),
-    )
+/// Builds the binaries of `steps` only, so that `tour --step 1` works even
+/// while another step does not compile.
+fn build(root: &Path, steps: &[Step]) -> Result<()> {
+    let mut cargo = steps::cargo();
+    cargo.current_dir(root).args(["build", "--quiet", "--bins"]);
+    for step in steps {
+        cargo.args(["-p", &step.name]);
+    }
+    steps::run(&mut cargo)
 }
 
 // ANCHOR: run_step

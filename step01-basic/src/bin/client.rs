@@ -1,6 +1,6 @@
 //! `step01-client`: run the step's demo against a server, or load it.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,9 +11,9 @@ use step01_basic::load;
 /// Step 1 client: one connection, one call at a time.
 #[derive(Parser)]
 struct Args {
-    /// Address of the server.
+    /// Address of the server (a host name works too: localhost:4000).
     #[arg(long, default_value = "127.0.0.1:4000", global = true)]
-    addr: SocketAddr,
+    addr: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,11 +35,17 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let addr = args
+        .addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .with_context(|| format!("cannot resolve {}", args.addr))?;
     match args.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo(args.addr),
+        Command::Demo => demo(addr),
         Command::Bench { inflight, secs } => {
             let duration = Duration::try_from_secs_f64(secs).context("--secs")?;
-            println!("{}", load::run(args.addr, inflight, duration)?);
+            println!("{}", load::run(addr, inflight, duration)?);
             Ok(())
         }
     }
