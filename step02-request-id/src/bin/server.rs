@@ -1,0 +1,25 @@
+//! `step02-server`: serve `add`, `divide` and `sleep` until killed.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use clap::Parser;
+use step02_request_id::{server, service};
+
+/// Step 2 server: blocking, one thread per connection and one per request.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on. Port 0 lets the OS pick a free one.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    addr: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener =
+        TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
+    // The tour (and you) read the real address here, port 0 resolved.
+    println!("listening on {}", listener.local_addr()?);
+    server::run(listener, service::methods())?;
+    Ok(())
+}

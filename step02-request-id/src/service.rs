@@ -1,0 +1,78 @@
+//! The example methods this step's server offers.
+//!
+//! Each method takes its parameters as a JSON object, `{"a": .., "b": ..}`
+//! or `{"ms": ..}`, and checks their shape itself: step 4 replaces that
+//! hand-written checking with typed parameters decoded by serde.
+
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::server::Methods;
+
+// ANCHOR: methods
+/// The table of every method this step offers.
+pub fn methods() -> Methods {
+    let mut methods = Methods::new();
+    methods.register("add", add);
+    methods.register("divide", divide);
+    methods.register("sleep", sleep);
+    methods
+}
+
+/// `add {a, b}` returns `a + b`.
+fn add(params: &Value) -> Result<Value, String> {
+    let (a, b) = two_numbers(params)?;
+    finite(a + b)
+}
+
+/// `divide {a, b}` returns `a / b`, or an error when `b` is zero.
+fn divide(params: &Value) -> Result<Value, String> {
+    let (a, b) = two_numbers(params)?;
+    if b == 0.0 {
+        return Err("division by zero".to_string());
+    }
+    finite(a / b)
+}
+// ANCHOR_END: methods
+
+// ANCHOR: sleep
+/// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
+/// for as long as it sleeps, so a caller must not be able to ask for hours.
+pub const MAX_SLEEP_MS: u64 = 10_000;
+
+/// `sleep {ms}` waits `ms` milliseconds, then returns `ms`: a slow call,
+/// for showing that a fast one on the same connection can overtake it.
+fn sleep(params: &Value) -> Result<Value, String> {
+    let ms = params
+        .get("ms")
+        .and_then(Value::as_u64)
+        .ok_or("params.ms must be a whole number")?;
+    if ms > MAX_SLEEP_MS {
+        return Err(format!("params.ms must be at most {MAX_SLEEP_MS}"));
+    }
+    thread::sleep(Duration::from_millis(ms));
+    Ok(ms.into())
+}
+// ANCHOR_END: sleep
+
+/// Reads the numbers `a` and `b` out of `params`.
+fn two_numbers(params: &Value) -> Result<(f64, f64), String> {
+    let number = |name: &str| {
+        params
+            .get(name)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("params.{name} must be a number"))
+    };
+    Ok((number("a")?, number("b")?))
+}
+
+/// JSON has no infinity: `1e308 + 1e308` must be an error, not a silent `null`.
+fn finite(x: f64) -> Result<Value, String> {
+    if x.is_finite() {
+        Ok(x.into())
+    } else {
+        Err("result is not a finite number".to_string())
+    }
+}

@@ -1,0 +1,118 @@
+//! The chapter's exercises. Each test is `#[ignore]`d so that the step's
+//! own suite stays green; run them with
+//!
+//! ```text
+//! cargo test -p step02-request-id --test exercises -- --ignored
+//! ```
+//!
+//! and make them pass. `cargo xtask exercises` checks that each one fails
+//! on the step as shipped and passes with the solution in `exercises/`.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+
+use common::STUCK;
+use serde_json::{Value, json};
+use step02_request_id::client::Client;
+use step02_request_id::protocol::{read_frame, write_frame};
+
+/// Reads one response frame as JSON.
+fn read_response(stream: &mut TcpStream) -> Value {
+    let body = read_frame(stream).unwrap().expect("a response");
+    serde_json::from_slice(&body).unwrap()
+}
+
+// ANCHOR: duplicate_id
+/// Exercise 1: refuse a request whose id is already in flight on its
+/// connection, with the code `duplicate_id`.
+#[test]
+#[ignore]
+fn a_duplicate_id_in_flight_is_refused() {
+    let (addr, hold) = common::spawn_server_with_hold();
+    let mut stream = common::raw_connect(addr);
+    write_frame(&mut stream, br#"{"id":1,"method":"hold","params":"first"}"#).unwrap();
+    hold.started.recv_timeout(STUCK).unwrap();
+
+    // Id 1 is still running: a second request with id 1 is refused.
+    let add = br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#;
+    let refused = common::raw_call(&mut stream, add);
+    assert_eq!(refused["id"], 1);
+    assert_eq!(refused["error"]["code"], "duplicate_id", "{refused}");
+
+    // The first request is unharmed, and once answered its id is free.
+    hold.release.send(()).unwrap();
+    assert_eq!(
+        read_response(&mut stream),
+        json!({"id": 1, "ok": true, "result": "first"})
+    );
+    let again = common::raw_call(&mut stream, add);
+    assert_eq!(again, json!({"id": 1, "ok": true, "result": 3.0}));
+}
+// ANCHOR_END: duplicate_id
+
+// ANCHOR: in_flight_cap
+/// Exercise 2: at most 64 requests in flight per connection; one more is
+/// refused at once with the code `server_busy`.
+#[test]
+#[ignore]
+fn a_connection_gets_at_most_64_requests_in_flight() {
+    let (addr, hold) = common::spawn_server_with_hold();
+    let mut stream = common::raw_connect(addr);
+    for id in 1..=64 {
+        let request = json!({"id": id, "method": "hold", "params": id});
+        write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
+    }
+    for _ in 0..64 {
+        hold.started.recv_timeout(STUCK).unwrap();
+    }
+
+    let add = |id: u64| json!({"id": id, "method": "add", "params": {"a": 1, "b": 2}});
+    let refused = common::raw_call(&mut stream, add(65).to_string().as_bytes());
+    assert_eq!(refused["id"], 65);
+    assert_eq!(refused["error"]["code"], "server_busy", "{refused}");
+
+    // Once the 64 finish, there is room again.
+    for _ in 0..64 {
+        hold.release.send(()).unwrap();
+    }
+    for _ in 0..64 {
+        assert_eq!(read_response(&mut stream)["ok"], true);
+    }
+    let admitted = common::raw_call(&mut stream, add(66).to_string().as_bytes());
+    assert_eq!(admitted, json!({"id": 66, "ok": true, "result": 3.0}));
+}
+// ANCHOR_END: in_flight_cap
+
+// ANCHOR: idempotent
+/// Exercise 3: `add` and `divide` can safely run twice, so the client says
+/// so in `meta.idempotent`; a plain `call` promises nothing.
+#[test]
+#[ignore]
+fn add_and_divide_say_they_are_idempotent() {
+    // A fake server that reports each request and answers it with 1.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen, requests) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        while let Ok(Some(body)) = read_frame(&mut stream) {
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let answer = json!({"id": request["id"], "ok": true, "result": 1});
+            write_frame(&mut stream, answer.to_string().as_bytes()).unwrap();
+            seen.send(request).unwrap();
+        }
+    });
+
+    let client = Client::connect(addr).unwrap();
+    client.add(1.0, 2.0).unwrap();
+    client.divide(1.0, 2.0).unwrap();
+    client.call("add", json!({"a": 1, "b": 2})).unwrap();
+    let idempotent: Vec<Value> = (0..3)
+        .map(|_| requests.recv_timeout(STUCK).unwrap()["meta"]["idempotent"].clone())
+        .collect();
+    assert_eq!(idempotent, [true, true, false]);
+}
+// ANCHOR_END: idempotent
