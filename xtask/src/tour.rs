@@ -72,10 +72,12 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
     let bin = steps::target_dir(root).join("debug");
     let server_bin = bin.join(format!("{}-server", step.short()));
     let client_bin = bin.join(format!("{}-client", step.short()));
+    let (server_args, client_args) = tour_args(root, step)?;
 
     // Port 0: the OS picks a free port and the server prints it.
     let mut server = Command::new(&server_bin)
         .args(["--addr", "127.0.0.1:0"])
+        .args(&server_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -83,15 +85,18 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
     let result = listening_addr(&mut server).and_then(|addr| {
         let client = Command::new(&client_bin)
             .args(["--addr", &addr])
+            .args(&client_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", client_bin.display()))?;
         let (ok, stdout, stderr) = wait_with_timeout(client)?;
         let mut transcript = format!(
-            "$ {short}-server --addr 127.0.0.1:0\nlistening on {addr}\n\
-             $ {short}-client --addr {addr}\n{stdout}",
-            short = step.short()
+            "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
+             $ {short}-client --addr {addr}{client}\n{stdout}",
+            short = step.short(),
+            server = shown(&server_args),
+            client = shown(&client_args),
         );
         if !ok {
             transcript.push_str(&stderr);
@@ -105,6 +110,51 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
     result
 }
 // ANCHOR_END: run_step
+
+/// Extra arguments for a step's server and client in the tour, from its
+/// `Cargo.toml`, for a step whose demo needs them (a shared token, say):
+///
+/// ```toml
+/// [package.metadata.tour]
+/// server-args = ["--token", "demo-token"]
+/// client-args = ["--token", "demo-token"]
+/// ```
+fn tour_args(root: &Path, step: &Step) -> Result<(Vec<String>, Vec<String>)> {
+    let output = steps::cargo()
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|packages| packages.iter().find(|p| p["name"] == *step.name))
+        .with_context(|| format!("cargo metadata does not list {}", step.name))?;
+    let args = |key: &str| -> Result<Vec<String>> {
+        match &package["metadata"]["tour"][key] {
+            serde_json::Value::Null => Ok(Vec::new()),
+            value => serde_json::from_value(value.clone())
+                .with_context(|| format!("{}: metadata.tour.{key} must be strings", step.name)),
+        }
+    };
+    Ok((args("server-args")?, args("client-args")?))
+}
+
+/// Arguments as they appear after a command in the transcript.
+fn shown(args: &[String]) -> String {
+    args.iter().map(|arg| format!(" {arg}")).collect()
+}
 
 /// Reads the server's first line, `listening on ADDR`, and returns ADDR.
 fn listening_addr(server: &mut Child) -> Result<String> {
