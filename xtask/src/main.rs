@@ -10,7 +10,9 @@
 //! - `exercises`: prove each exercise fails unsolved and passes solved.
 //! - `book-check`: prove every `{{#include}}` in the book resolves.
 //! - `check`: all of the checks above, without writing anything.
+//! - `bench-report`: every step's load mode in one run, for the book.
 
+mod bench;
 mod book;
 mod diffs;
 mod exercises;
@@ -57,6 +59,13 @@ enum Command {
     BookCheck,
     /// Every check: diffs, transcripts, includes, exercises.
     Check,
+    /// Measure every step's load mode (release builds) into the book's
+    /// performance appendix.
+    BenchReport {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -67,6 +76,7 @@ fn main() -> Result<()> {
         Command::Transcripts { check } => tour::transcripts(&root, check),
         Command::Exercises { step } => exercises::exercises(&root, step),
         Command::BookCheck => book::book_check(&root),
+        Command::BenchReport { secs } => bench::bench_report(&root, secs),
         Command::Check => {
             // Run them all and report every failure, not just the first.
             let checks: [(&str, &dyn Fn() -> Result<()>); 4] = [

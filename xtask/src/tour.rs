@@ -69,7 +69,43 @@ fn build(root: &Path, steps: &[Step]) -> Result<()> {
 /// Starts the step's server on a free port, runs its client against it and
 /// returns what the client printed, prefixed with the commands run.
 fn run_step(root: &Path, step: &Step) -> Result<String> {
-    let bin = steps::target_dir(root).join("debug");
+    with_server(root, step, "debug", |client_bin, addr, client_args| {
+        let client = Command::new(client_bin)
+            .args(["--addr", addr])
+            .args(client_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", client_bin.display()))?;
+        let (ok, stdout, stderr) = wait_with_timeout(client)?;
+        let (server_args, _) = tour_args(root, step)?;
+        let mut transcript = format!(
+            "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
+             $ {short}-client --addr {addr}{client}\n{stdout}",
+            short = step.short(),
+            server = shown(&server_args),
+            client = shown(client_args),
+        );
+        if !ok {
+            transcript.push_str(&stderr);
+            bail!("the client failed:\n{transcript}");
+        }
+        Ok(transcript)
+    })
+}
+// ANCHOR_END: run_step
+
+/// Runs the step's server (from `target/<profile>/`, with its tour
+/// arguments) on a free port while `body` gets the client binary, the
+/// server's address and the client's tour arguments; then stops the server,
+/// whatever `body` returned.
+pub fn with_server<T>(
+    root: &Path,
+    step: &Step,
+    profile: &str,
+    body: impl FnOnce(&Path, &str, &[String]) -> Result<T>,
+) -> Result<T> {
+    let bin = steps::target_dir(root).join(profile);
     let server_bin = bin.join(format!("{}-server", step.short()));
     let client_bin = bin.join(format!("{}-client", step.short()));
     let (server_args, client_args) = tour_args(root, step)?;
@@ -82,34 +118,12 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {}", server_bin.display()))?;
-    let result = listening_addr(&mut server).and_then(|addr| {
-        let client = Command::new(&client_bin)
-            .args(["--addr", &addr])
-            .args(&client_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", client_bin.display()))?;
-        let (ok, stdout, stderr) = wait_with_timeout(client)?;
-        let mut transcript = format!(
-            "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
-             $ {short}-client --addr {addr}{client}\n{stdout}",
-            short = step.short(),
-            server = shown(&server_args),
-            client = shown(&client_args),
-        );
-        if !ok {
-            transcript.push_str(&stderr);
-            bail!("the client failed:\n{transcript}");
-        }
-        Ok(transcript)
-    });
-    // The server dies with the tour whatever happened above.
+    let result =
+        listening_addr(&mut server).and_then(|addr| body(&client_bin, &addr, &client_args));
     let _ = server.kill();
     let _ = server.wait();
     result
 }
-// ANCHOR_END: run_step
 
 /// Extra arguments for a step's server and client in the tour, from its
 /// `Cargo.toml`, for a step whose demo needs them (a shared token, say):
@@ -176,7 +190,7 @@ fn listening_addr(server: &mut Child) -> Result<String> {
 
 /// Waits for a child, killing it after [`STEP_TIMEOUT`]; returns success,
 /// stdout and stderr.
-fn wait_with_timeout(mut child: Child) -> Result<(bool, String, String)> {
+pub fn wait_with_timeout(mut child: Child) -> Result<(bool, String, String)> {
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut text = String::new();
