@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -62,24 +63,61 @@ impl Methods {
 }
 // ANCHOR_END: methods
 
+// ANCHOR: limits
+/// Bounds on what peers can make the server hold at once.
+///
+/// Threads are what a peer can exhaust here: every connection costs one,
+/// and the OS allows only so many. On Linux each thread takes several memory
+/// mappings, counted against `vm.max_map_count` (65,530 by default), which
+/// caps a process at roughly 16,000 threads. Past that, starting a thread
+/// can fail *inside* the new thread, where Rust's runtime can only abort
+/// the whole process. So a server that starts a thread per connection must
+/// bound the connections, or a peer can kill it by opening enough of them.
+/// Step 9 grows this into real limits with load shedding.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The most connections served at once. One more is closed as soon as
+    /// it is accepted. Default: 256.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+        }
+    }
+}
+// ANCHOR_END: limits
+
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
 ///
 /// `accept` fails mostly when the process is out of file descriptors, and a
 /// thread fails to start when it is out of memory or threads. Trying again
 /// at once would spin a core printing errors; a short pause gives
-/// connections time to close. Step 9 adds a real connection limit.
+/// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Serves `methods` on `listener` with the default [`Limits`] until the
+/// process exits.
+pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+    run_with(listener, methods, Limits::default())
+}
+
 // ANCHOR: run
-/// Serves `methods` on `listener` until the process exits.
+/// Serves `methods` on `listener` within `limits` until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. There is no way to stop this server yet
 /// other than ending the process; graceful shutdown is step 6.
-pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
     // One table, shared read-only by every connection thread.
     let methods = Arc::new(methods);
+    // How many connections are being served. Only this loop adds to it, so
+    // checking and then adding cannot race; connection threads take their
+    // place back when they end (see `ConnectionSlot`).
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
@@ -88,13 +126,24 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
                     Ok(addr) => addr.to_string(),
                     Err(_) => "(unknown peer)".to_string(),
                 };
+                if open.load(Ordering::Acquire) >= limits.max_connections {
+                    // Dropping the stream closes it: the peer sees the
+                    // connection end before any answer. Step 9 says why.
+                    eprintln!(
+                        "refused {peer}: {} connections open",
+                        limits.max_connections
+                    );
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let slot = ConnectionSlot(Arc::clone(&open));
                 // One thread per connection: simple, and the reason one slow
-                // or hostile peer cannot block the others. Nothing bounds
-                // the number of threads; that is step 9's job. `Builder`
-                // rather than `thread::spawn`, which panics when the OS
-                // refuses a thread: a flood of connections must cost the
-                // flood its connections, not the server its life.
+                // or hostile peer cannot block the others. `Builder` rather
+                // than `thread::spawn`, which panics when the OS refuses a
+                // thread: a flood of connections must cost the flood its
+                // connections, not the server its life.
                 let spawned = thread::Builder::new().spawn(move || {
+                    let _slot = slot;
                     if let Err(e) = serve_connection(stream, &methods) {
                         // Whatever went wrong, it went wrong for this
                         // connection only. Say so, and let the thread end.
@@ -102,8 +151,9 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
                     }
                 });
                 if let Err(e) = spawned {
-                    // The stream moved into the closure, which was dropped
-                    // with the error: the connection is already closed.
+                    // The stream and the slot moved into the closure, which
+                    // was dropped with the error: the connection is closed
+                    // and its place given back.
                     eprintln!("cannot start a thread for a connection: {e}");
                     thread::sleep(ACCEPT_ERROR_PAUSE);
                 }
@@ -117,6 +167,16 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
     Ok(())
 }
 // ANCHOR_END: run
+
+/// One connection's place under [`Limits::max_connections`], given back
+/// when the connection's thread ends, however it ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 // ANCHOR: serve_connection
 /// Answers requests on one connection, one at a time, until the peer closes

@@ -125,6 +125,41 @@ fn a_stalled_peer_does_not_block_other_clients() {
 }
 
 #[test]
+fn connections_beyond_the_limit_are_closed_and_the_rest_still_served() {
+    let limits = step01_basic::server::Limits { max_connections: 2 };
+    let addr = common::spawn_server_with(limits);
+    // A call on each proves the server has counted both connections.
+    let mut first = step01_basic::client::Client::connect(addr).unwrap();
+    let mut second = step01_basic::client::Client::connect(addr).unwrap();
+    assert_eq!(first.add(1.0, 1.0).unwrap(), 2.0);
+    assert_eq!(second.add(2.0, 2.0).unwrap(), 4.0);
+
+    let mut third = raw_connect(addr);
+    assert!(
+        closed_by_server(&mut third),
+        "a third connection was served"
+    );
+    assert_eq!(first.add(3.0, 3.0).unwrap(), 6.0);
+
+    // Once a connection ends its place is free again. The server notices
+    // the end on its own thread, so poll (bounded) rather than guess.
+    drop(first);
+    let served_again = (0..100).any(|_| {
+        let answered = step01_basic::client::Client::connect(addr)
+            .ok()
+            .and_then(|mut client| client.add(4.0, 4.0).ok());
+        answered.is_some() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(
+        served_again,
+        "the freed place was never given to a new connection"
+    );
+}
+
+#[test]
 fn a_peer_that_never_reads_is_throttled_not_buffered() {
     let addr = spawn_server();
     let mut flooder = raw_connect(addr);

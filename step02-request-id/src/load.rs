@@ -52,7 +52,7 @@ impl LoadReport {
 
 // ANCHOR: result_line
 impl fmt::Display for LoadReport {
-    /// `RESULT tool=step01 mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
+    /// `RESULT tool=stepNN mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // "step01" from "step01-basic": the line names the step without
         // each step having to edit this file.

@@ -8,12 +8,13 @@
 //! id, whenever it finishes: a slow call no longer holds up the fast ones
 //! behind it. Everything still blocks, so the code still reads top to
 //! bottom. What it costs (a thread per idle connection and one per running
-//! request, with nothing bounding either) is what later steps fix.
+//! request, under crude bounds) is what later steps fix.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -72,24 +73,68 @@ impl Methods {
 }
 // ANCHOR_END: methods
 
+// ANCHOR: limits
+/// Bounds on what peers can make the server hold at once.
+///
+/// Threads are what a peer can exhaust here: every connection costs one,
+/// and the OS allows only so many. On Linux each thread takes several memory
+/// mappings, counted against `vm.max_map_count` (65,530 by default), which
+/// caps a process at roughly 16,000 threads. Past that, starting a thread
+/// can fail *inside* the new thread, where Rust's runtime can only abort
+/// the whole process. So a server that starts a thread per connection must
+/// bound the connections, or a peer can kill it by opening enough of them.
+/// Step 9 grows this into real limits with load shedding.
+///
+/// With a thread per request too, both bounds together cap the threads:
+/// 256 connections x (1 + 32 requests) = 8,448 at most, by default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The most connections served at once. One more is closed as soon as
+    /// it is accepted. Default: 256.
+    pub max_connections: usize,
+    /// The most requests of one connection running at once. At the bound,
+    /// the connection stops reading until one finishes. Default: 32.
+    pub max_in_flight_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            max_in_flight_per_connection: 32,
+        }
+    }
+}
+// ANCHOR_END: limits
+
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
 ///
 /// `accept` fails mostly when the process is out of file descriptors, and a
 /// thread fails to start when it is out of memory or threads. Trying again
 /// at once would spin a core printing errors; a short pause gives
-/// connections time to close. Step 9 adds a real connection limit.
+/// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Serves `methods` on `listener` with the default [`Limits`] until the
+/// process exits.
+pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+    run_with(listener, methods, Limits::default())
+}
+
 // ANCHOR: run
-/// Serves `methods` on `listener` until the process exits.
+/// Serves `methods` on `listener` within `limits` until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. There is no way to stop this server yet
 /// other than ending the process; graceful shutdown is step 6.
-pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
     // One table, shared read-only by every connection and request thread.
     let methods = Arc::new(methods);
+    // How many connections are being served. Only this loop adds to it, so
+    // checking and then adding cannot race; connection threads take their
+    // place back when they end (see `ConnectionSlot`).
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
@@ -98,22 +143,35 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
                     Ok(addr) => addr.to_string(),
                     Err(_) => "(unknown peer)".to_string(),
                 };
+                if open.load(Ordering::Acquire) >= limits.max_connections {
+                    // Dropping the stream closes it: the peer sees the
+                    // connection end before any answer. Step 9 says why.
+                    eprintln!(
+                        "refused {peer}: {} connections open",
+                        limits.max_connections
+                    );
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let slot = ConnectionSlot(Arc::clone(&open));
+                let max_in_flight = limits.max_in_flight_per_connection;
                 // One thread per connection: simple, and the reason one slow
-                // or hostile peer cannot block the others. Nothing bounds
-                // the number of threads; that is step 9's job. `Builder`
-                // rather than `thread::spawn`, which panics when the OS
-                // refuses a thread: a flood of connections must cost the
-                // flood its connections, not the server its life.
+                // or hostile peer cannot block the others. `Builder` rather
+                // than `thread::spawn`, which panics when the OS refuses a
+                // thread: a flood of connections must cost the flood its
+                // connections, not the server its life.
                 let spawned = thread::Builder::new().spawn(move || {
-                    if let Err(e) = serve_connection(stream, &methods) {
+                    let _slot = slot;
+                    if let Err(e) = serve_connection(stream, &methods, max_in_flight) {
                         // Whatever went wrong, it went wrong for this
                         // connection only. Say so, and let the thread end.
                         eprintln!("connection {peer} closed: {e}");
                     }
                 });
                 if let Err(e) = spawned {
-                    // The stream moved into the closure, which was dropped
-                    // with the error: the connection is already closed.
+                    // The stream and the slot moved into the closure, which
+                    // was dropped with the error: the connection is closed
+                    // and its place given back.
                     eprintln!("cannot start a thread for a connection: {e}");
                     thread::sleep(ACCEPT_ERROR_PAUSE);
                 }
@@ -128,15 +186,30 @@ pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
 }
 // ANCHOR_END: run
 
+/// One connection's place under [`Limits::max_connections`], given back
+/// when the connection's thread ends, however it ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 // ANCHOR: serve_connection
-/// Reads requests on one connection and starts each on its own thread,
-/// until the peer closes the connection or breaks the framing.
+/// Reads requests on one connection and starts each on its own thread, at
+/// most `max_in_flight` at once, until the peer closes the connection or
+/// breaks the framing.
 ///
 /// An `Err` from here means the byte stream is unusable (cut mid-frame, a
 /// length over the limit, a failed write) and the connection is dropped. A
 /// *request* that is wrong but well framed is answered with an error
 /// response instead, and the loop goes on.
-fn serve_connection(stream: TcpStream, methods: &Arc<Methods>) -> io::Result<()> {
+fn serve_connection(
+    stream: TcpStream,
+    methods: &Arc<Methods>,
+    max_in_flight: usize,
+) -> io::Result<()> {
     // Responses are small and the client waits for each one: send them at
     // once rather than letting Nagle's algorithm hold them back.
     stream.set_nodelay(true)?;
@@ -147,6 +220,7 @@ fn serve_connection(stream: TcpStream, methods: &Arc<Methods>) -> io::Result<()>
     // behind a lock: see `write_response`.
     let mut reader = BufReader::new(stream.try_clone()?);
     let writer = Arc::new(Mutex::new(stream));
+    let in_flight = Arc::new(InFlight::default());
 
     while let Some(body) = read_frame(&mut reader)? {
         let request = match serde_json::from_slice::<Request>(&body) {
@@ -160,21 +234,27 @@ fn serve_connection(stream: TcpStream, methods: &Arc<Methods>) -> io::Result<()>
         };
         // ANCHOR: thread_per_request
         // One thread per request, so that this loop is at once free to read
-        // the next request while this one runs. The costs: starting and
+        // the next request while this one runs. The cost: starting and
         // ending a thread takes far longer than `add` itself (the
-        // benchmarks show it), and nothing bounds the threads. A peer can
-        // start as many calls as it can send frames, each holding a thread
-        // (and its stack) until it finishes, and a peer that sends requests
-        // but never reads the answers leaves every finished thread stuck
-        // writing. Step 5 makes a request cheap (a task, not a thread), and
-        // step 9 bounds the calls in flight per connection and overall.
-        // `meta` rides along unread: step 3 gives the server a deadline
-        // from `meta.timeout_ms`.
+        // benchmarks show it). Step 5 makes a request cheap (a task, not a
+        // thread). `meta` rides along unread: step 3 gives the server a
+        // deadline from `meta.timeout_ms`.
+        //
+        // Unbounded, a peer could start as many threads as it can send
+        // frames, and abort the server (see `Limits`). So at the bound this
+        // loop waits for a request to finish before it reads on. A peer
+        // that sends requests but never reads the answers fills the bound
+        // with threads stuck writing, and then this connection stops
+        // reading: TCP's flow control makes the peer's writes stall, and
+        // nothing piles up here. Step 9 refuses the excess instead.
+        let slot = in_flight.start(max_in_flight);
         let id = request.id;
         let methods = Arc::clone(methods);
         let request_writer = Arc::clone(&writer);
         // `Builder`, not `thread::spawn`, for the reason `run` gives.
         let spawned = thread::Builder::new().spawn(move || {
+            // Held until the answer is written, then given back.
+            let _slot = slot;
             // A handler that panics ends this thread without an answer, and
             // its caller waits until its I/O timeout (if the connection goes
             // quiet) or forever: step 3 adds deadlines, step 4 turns the
@@ -195,6 +275,49 @@ fn serve_connection(stream: TcpStream, methods: &Arc<Methods>) -> io::Result<()>
     Ok(())
 }
 // ANCHOR_END: serve_connection
+
+// ANCHOR: in_flight
+/// The requests of one connection that are running, and a way to wait
+/// until one of them finishes.
+#[derive(Default)]
+struct InFlight {
+    /// How many request threads of this connection have not finished.
+    running: Mutex<usize>,
+    /// Signalled each time one finishes.
+    finished: Condvar,
+}
+
+impl InFlight {
+    /// Waits until fewer than `max` requests run, then counts one more.
+    fn start(self: &Arc<InFlight>, max: usize) -> RequestSlot {
+        // Nothing panics while holding this lock, so it is never poisoned.
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running >= max {
+            running = self
+                .finished
+                .wait(running)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *running += 1;
+        RequestSlot(Arc::clone(self))
+    }
+}
+
+/// One running request's place under the bound, given back when dropped,
+/// however its thread ends (a panicking handler included).
+struct RequestSlot(Arc<InFlight>);
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        let in_flight = &self.0;
+        *in_flight
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) -= 1;
+        in_flight.finished.notify_one();
+    }
+}
+// ANCHOR_END: in_flight
 
 // ANCHOR: bad_request
 /// The answer to a frame that is not a valid request.

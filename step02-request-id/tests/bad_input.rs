@@ -146,6 +146,44 @@ fn a_stalled_peer_does_not_block_other_clients() {
 }
 
 #[test]
+fn connections_beyond_the_limit_are_closed_and_the_rest_still_served() {
+    let limits = step02_request_id::server::Limits {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let addr = common::spawn_server_with(limits);
+    // A call on each proves the server has counted both connections.
+    let first = step02_request_id::client::Client::connect(addr).unwrap();
+    let second = step02_request_id::client::Client::connect(addr).unwrap();
+    assert_eq!(first.add(1.0, 1.0).unwrap(), 2.0);
+    assert_eq!(second.add(2.0, 2.0).unwrap(), 4.0);
+
+    let mut third = raw_connect(addr);
+    assert!(
+        closed_by_server(&mut third),
+        "a third connection was served"
+    );
+    assert_eq!(first.add(3.0, 3.0).unwrap(), 6.0);
+
+    // Once a connection ends its place is free again. The server notices
+    // the end on its own thread, so poll (bounded) rather than guess.
+    drop(first);
+    let served_again = (0..100).any(|_| {
+        let answered = step02_request_id::client::Client::connect(addr)
+            .ok()
+            .and_then(|client| client.add(4.0, 4.0).ok());
+        answered.is_some() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(
+        served_again,
+        "the freed place was never given to a new connection"
+    );
+}
+
+#[test]
 fn a_peer_that_never_reads_is_throttled_not_buffered() {
     let addr = spawn_server();
     let mut flooder = raw_connect(addr);
@@ -185,5 +223,48 @@ fn a_peer_that_never_reads_is_throttled_not_buffered() {
     };
     assert!(stalled, "the server read {sent} bytes without pushing back");
     // The flooder's thread is stuck writing to it; everyone else is fine.
+    assert_server_answers(addr);
+}
+
+#[test]
+fn a_flood_of_valid_requests_never_read_is_throttled_not_buffered() {
+    let addr = spawn_server();
+    let mut flooder = raw_connect(addr);
+    flooder
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Valid requests, each run on a thread of its own, each answered with an
+    // error that echoes its 8 KiB method name: the answers fill the socket
+    // buffers quickly. Unbounded, the server would keep reading and start a
+    // thread per request, each stuck writing; bounded, it stops reading.
+    let name = "x".repeat(8 * 1024);
+    let mut frames = Vec::new();
+    for id in 0..16 {
+        let request = json!({"id": id, "method": name});
+        let body = serde_json::to_vec(&request).unwrap();
+        frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&body);
+    }
+    let limit = 64 * 1024 * 1024;
+    let (mut sent, mut offset, mut timeouts) = (0, 0, 0);
+    let stalled = loop {
+        match flooder.write(&frames[offset..]) {
+            Ok(n) => {
+                (sent, timeouts) = (sent + n, 0);
+                offset = (offset + n) % frames.len();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                timeouts += 1;
+                if timeouts == 3 {
+                    break true;
+                }
+            }
+            Err(e) => panic!("flood write failed: {e}"),
+        }
+        if sent >= limit {
+            break false;
+        }
+    };
+    assert!(stalled, "the server read {sent} bytes without pushing back");
     assert_server_answers(addr);
 }

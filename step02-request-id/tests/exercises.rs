@@ -18,6 +18,7 @@ use common::STUCK;
 use serde_json::{Value, json};
 use step02_request_id::client::Client;
 use step02_request_id::protocol::{read_frame, write_frame};
+use step02_request_id::server::Limits;
 
 /// Reads one response frame as JSON.
 fn read_response(stream: &mut TcpStream) -> Value {
@@ -54,35 +55,39 @@ fn a_duplicate_id_in_flight_is_refused() {
 // ANCHOR_END: duplicate_id
 
 // ANCHOR: in_flight_cap
-/// Exercise 2: at most 64 requests in flight per connection; one more is
-/// refused at once with the code `server_busy`.
+/// Exercise 2: at the bound of requests in flight, refuse one more at once
+/// with the code `server_busy`, instead of no longer reading.
 #[test]
 #[ignore]
-fn a_connection_gets_at_most_64_requests_in_flight() {
+fn a_request_over_the_bound_is_refused_not_queued() {
+    let bound = Limits::default().max_in_flight_per_connection as u64;
     let (addr, hold) = common::spawn_server_with_hold();
     let mut stream = common::raw_connect(addr);
-    for id in 1..=64 {
+    for id in 1..=bound {
         let request = json!({"id": id, "method": "hold", "params": id});
         write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
     }
-    for _ in 0..64 {
+    for _ in 0..bound {
         hold.started.recv_timeout(STUCK).unwrap();
     }
 
     let add = |id: u64| json!({"id": id, "method": "add", "params": {"a": 1, "b": 2}});
-    let refused = common::raw_call(&mut stream, add(65).to_string().as_bytes());
-    assert_eq!(refused["id"], 65);
+    let refused = common::raw_call(&mut stream, add(bound + 1).to_string().as_bytes());
+    assert_eq!(refused["id"], bound + 1);
     assert_eq!(refused["error"]["code"], "server_busy", "{refused}");
 
-    // Once the 64 finish, there is room again.
-    for _ in 0..64 {
+    // Once they finish, there is room again.
+    for _ in 0..bound {
         hold.release.send(()).unwrap();
     }
-    for _ in 0..64 {
+    for _ in 0..bound {
         assert_eq!(read_response(&mut stream)["ok"], true);
     }
-    let admitted = common::raw_call(&mut stream, add(66).to_string().as_bytes());
-    assert_eq!(admitted, json!({"id": 66, "ok": true, "result": 3.0}));
+    let admitted = common::raw_call(&mut stream, add(bound + 2).to_string().as_bytes());
+    assert_eq!(
+        admitted,
+        json!({"id": bound + 2, "ok": true, "result": 3.0})
+    );
 }
 // ANCHOR_END: in_flight_cap
 

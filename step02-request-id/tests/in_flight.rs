@@ -8,13 +8,15 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
+use std::time::Duration;
 
 use common::{
-    STUCK, raw_connect, send_raw, spawn_server, spawn_server_with, spawn_server_with_hold,
+    STUCK, raw_connect, send_raw, spawn_server, spawn_server_offering, spawn_server_with_hold,
 };
 use serde_json::{Value, json};
 use step02_request_id::client::Client;
 use step02_request_id::protocol::{read_frame, write_frame};
+use step02_request_id::server::Limits;
 use step02_request_id::service;
 
 // ANCHOR: out_of_order
@@ -78,16 +80,21 @@ fn dropping_the_last_clone_closes_the_connection() {
 // ANCHOR: never_interleave
 #[test]
 fn concurrent_responses_never_interleave() {
-    const CALLS: u64 = 64;
-    // Answers of 512 KiB, 32 MiB in all: far more than the socket buffers
-    // hold, so writes stop part way through frames, which is when two
-    // writers without a lock would mix their bytes.
+    // As many as may run at once on one connection, so that all of them
+    // write at the same time. Answers of 512 KiB, 16 MiB in all: far more
+    // than the socket buffers hold, so writes stop part way through frames,
+    // which is when two writers without a lock would mix their bytes.
+    const CALLS: u64 = 32;
+    assert_eq!(
+        CALLS as usize,
+        Limits::default().max_in_flight_per_connection
+    );
     let big = |id: u64| Value::from(format!("{id:08}").repeat(64 * 1024));
     let mut methods = service::methods();
     methods.register("big", move |params| {
         Ok(big(params.as_u64().ok_or("params must be a number")?))
     });
-    let mut stream = raw_connect(spawn_server_with(methods));
+    let mut stream = raw_connect(spawn_server_offering(methods));
 
     // Every request before reading any answer, so that all the request
     // threads are writing answers at once.
@@ -109,3 +116,34 @@ fn concurrent_responses_never_interleave() {
     assert_eq!(ids, (1..=CALLS).collect());
 }
 // ANCHOR_END: never_interleave
+
+#[test]
+fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
+    let bound = Limits::default().max_in_flight_per_connection;
+    let (addr, hold) = spawn_server_with_hold();
+    let mut stream = raw_connect(addr);
+    for id in 1..=bound + 1 {
+        let request = json!({"id": id, "method": "hold", "params": id});
+        write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
+    }
+    for _ in 0..bound {
+        hold.started.recv_timeout(STUCK).unwrap();
+    }
+    // The one over the bound is not started while the others run. (A
+    // broken bound would start it at once; waiting longer proves no more.)
+    let over = hold.started.recv_timeout(Duration::from_millis(300));
+    assert!(
+        over.is_err(),
+        "request {} started over the bound",
+        bound + 1
+    );
+    // As soon as one finishes, it is.
+    hold.release.send(()).unwrap();
+    hold.started.recv_timeout(STUCK).unwrap();
+    for _ in 0..bound {
+        hold.release.send(()).unwrap();
+    }
+    for _ in 0..=bound {
+        assert!(read_frame(&mut stream).unwrap().is_some());
+    }
+}

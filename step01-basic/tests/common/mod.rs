@@ -20,9 +20,14 @@ pub const STUCK: Duration = Duration::from_secs(10);
 /// Starts this step's server on a free port and returns its address. The
 /// server thread lives until the test process exits.
 pub fn spawn_server() -> SocketAddr {
+    spawn_server_with(server::Limits::default())
+}
+
+/// Like [`spawn_server`], within `limits`.
+pub fn spawn_server_with(limits: server::Limits) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    thread::spawn(move || server::run(listener, service::methods()));
+    thread::spawn(move || server::run_with(listener, service::methods(), limits));
     addr
 }
 

@@ -23,11 +23,19 @@ pub const STUCK: Duration = Duration::from_secs(10);
 /// Starts this step's server on a free port and returns its address. The
 /// server thread lives until the test process exits.
 pub fn spawn_server() -> SocketAddr {
-    spawn_server_with(service::methods())
+    spawn_server_with(server::Limits::default())
+}
+
+/// Like [`spawn_server`], within `limits`.
+pub fn spawn_server_with(limits: server::Limits) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || server::run_with(listener, service::methods(), limits));
+    addr
 }
 
 /// Starts a server offering `methods`, e.g. the service's plus a test's own.
-pub fn spawn_server_with(methods: Methods) -> SocketAddr {
+pub fn spawn_server_offering(methods: Methods) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || server::run(listener, methods));
@@ -61,7 +69,7 @@ pub fn spawn_server_with_hold() -> (SocketAddr, Hold) {
         started: started_rx,
         release,
     };
-    (spawn_server_with(methods), hold)
+    (spawn_server_offering(methods), hold)
 }
 
 /// A raw connection, for sending what the real client never would.
