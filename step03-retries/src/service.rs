@@ -1,0 +1,115 @@
+//! The example methods this step's server offers.
+//!
+//! Each method takes its parameters as a JSON object, `{"a": .., "b": ..}`
+//! or `{"ms": ..}`, and checks their shape itself: step 4 replaces that
+//! hand-written checking with typed parameters decoded by serde.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::protocol::RpcError;
+use crate::server::Methods;
+
+// ANCHOR: methods
+/// The table of every method this step offers.
+pub fn methods() -> Methods {
+    let mut methods = Methods::new();
+    methods.register("add", add);
+    methods.register("divide", divide);
+    methods.register("sleep", sleep);
+    methods.register("flaky", flaky());
+    methods
+}
+
+/// `add {a, b}` returns `a + b`.
+fn add(params: &Value) -> Result<Value, RpcError> {
+    let (a, b) = two_numbers(params)?;
+    finite(a + b)
+}
+
+/// `divide {a, b}` returns `a / b`, or an error when `b` is zero.
+fn divide(params: &Value) -> Result<Value, RpcError> {
+    let (a, b) = two_numbers(params)?;
+    if b == 0.0 {
+        return Err("division by zero".into());
+    }
+    finite(a / b)
+}
+// ANCHOR_END: methods
+
+// ANCHOR: sleep
+/// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
+/// for as long as it sleeps, so a caller must not be able to ask for hours.
+pub const MAX_SLEEP_MS: u64 = 10_000;
+
+/// `sleep {ms}` waits `ms` milliseconds, then returns `ms`: a slow call,
+/// for showing that a fast one on the same connection can overtake it.
+fn sleep(params: &Value) -> Result<Value, RpcError> {
+    let ms = params
+        .get("ms")
+        .and_then(Value::as_u64)
+        .ok_or("params.ms must be a whole number")?;
+    if ms > MAX_SLEEP_MS {
+        return Err(format!("params.ms must be at most {MAX_SLEEP_MS}").into());
+    }
+    thread::sleep(Duration::from_millis(ms));
+    Ok(ms.into())
+}
+// ANCHOR_END: sleep
+
+// ANCHOR: flaky
+/// The most keys `flaky` remembers. Past that it forgets them all: each key
+/// costs the server memory, and callers choose the keys.
+const MAX_FLAKY_KEYS: usize = 1024;
+
+/// `flaky {key, failures}` fails its first `failures` calls for `key` with
+/// the code `unavailable`, then succeeds, returning how many calls for
+/// `key` it has had: a server that is down for a moment, to show retries
+/// on. Every attempt that reached it counts, so a caller can check.
+fn flaky() -> impl Fn(&Value) -> Result<Value, RpcError> + Send + Sync {
+    // The counts live in the closure, shared by every request thread.
+    let calls = Mutex::new(HashMap::<String, u64>::new());
+    move |params| {
+        let key =
+            (params.get("key").and_then(Value::as_str)).ok_or("params.key must be a string")?;
+        let failures = (params.get("failures").and_then(Value::as_u64))
+            .ok_or("params.failures must be a whole number")?;
+        // Nothing panics while holding this lock, so it is never poisoned.
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if calls.len() >= MAX_FLAKY_KEYS && !calls.contains_key(key) {
+            calls.clear();
+        }
+        let count = calls.entry(key.to_string()).or_insert(0);
+        *count += 1;
+        if *count <= failures {
+            let message = format!("flaky: failing call {count} of {failures}");
+            return Err(RpcError::new("unavailable", message));
+        }
+        Ok((*count).into())
+    }
+}
+// ANCHOR_END: flaky
+
+/// Reads the numbers `a` and `b` out of `params`.
+fn two_numbers(params: &Value) -> Result<(f64, f64), String> {
+    let number = |name: &str| {
+        params
+            .get(name)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("params.{name} must be a number"))
+    };
+    Ok((number("a")?, number("b")?))
+}
+
+/// JSON has no infinity: `1e308 + 1e308` must be an error, not a silent `null`.
+fn finite(x: f64) -> Result<Value, RpcError> {
+    if x.is_finite() {
+        Ok(x.into())
+    } else {
+        Err("result is not a finite number".into())
+    }
+}
