@@ -231,7 +231,9 @@ impl RetryPolicy {
     /// often; capped; and "full jitter", a draw from zero to the ceiling,
     /// so that clients that failed together (the server restarted) come
     /// back spread out, not together to knock it over again. This is A6's
-    /// `random(0, min(initialBackoff*backoffMultiplier**(n-1), maxBackoff))`.
+    /// formula as first published,
+    /// `random(0, min(initialBackoff*backoffMultiplier**(n-1), maxBackoff))`;
+    /// a 2024 revision of A6 jitters by ±20% around the ceiling instead.
     pub fn backoff(&self, n: u32, uniform: f64) -> Duration {
         let growth = self.multiplier.powf(f64::from(n.saturating_sub(1)));
         let ceiling = (self.initial_backoff.as_nanos() as f64 * growth)

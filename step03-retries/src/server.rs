@@ -285,7 +285,8 @@ fn serve_connection(
 /// Runs the request's method, if its caller still waits for the answer.
 ///
 /// A request whose deadline has passed before its method starts (it waited
-/// too long in the network or for a thread) is not run: nobody would read
+/// too long for a place under the bound on requests in flight; the clock
+/// starts when the request is read) is not run: nobody would read
 /// the result, and the work would only slow the requests that still
 /// count. One whose method finishes after the deadline is answered with
 /// the code `timeout` instead of its result, so that every request still
