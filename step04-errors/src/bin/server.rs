@@ -1,0 +1,35 @@
+//! `step04-server`: serve `add`, `divide`, `sleep`, `flaky` and `explode`
+//! until killed.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use clap::Parser;
+use step04_errors::{server, service};
+
+/// Step 4 server: blocking, one thread per connection and one per request,
+/// answering every failure with one of six error codes.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on. Port 0 lets the OS pick a free one.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    addr: String,
+    /// Answer UNAUTHORIZED to any request without this token (sent in
+    /// clear text: it keeps out mistakes, not eavesdroppers).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener =
+        TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
+    // The tour (and you) read the real address here, port 0 resolved.
+    println!("listening on {}", listener.local_addr()?);
+    let mut methods = service::methods();
+    if let Some(token) = args.token {
+        methods.require_token(token);
+    }
+    server::run(listener, methods)?;
+    Ok(())
+}

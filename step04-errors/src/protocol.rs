@@ -1,0 +1,482 @@
+//! The wire format: what a request and a response look like, and how each
+//! is cut into a frame on the TCP byte stream.
+//!
+//! TCP delivers a stream of bytes, not messages: one `write` may arrive as
+//! two `read`s, and two writes may arrive as one. So every message is sent
+//! as a frame, a length followed by exactly that many bytes:
+//!
+//! ```text
+//! +----------------+---------------------------+
+//! | length: u32 BE | body: `length` bytes JSON  |
+//! +----------------+---------------------------+
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+// ANCHOR: max_frame_len
+/// The largest frame body either side accepts: 1 MiB.
+///
+/// The length prefix comes from the peer, so it cannot be trusted: without
+/// this limit a single four-byte header of `0xFFFFFFFF` would make us try to
+/// buffer 4 GiB. A frame whose prefix is larger is refused *before* any of
+/// its body is read, and the connection is closed, because after an unread
+/// body we no longer know where the next frame starts.
+pub const MAX_FRAME_LEN: u32 = 1024 * 1024;
+// ANCHOR_END: max_frame_len
+
+// ANCHOR: messages
+/// A call: which method to run, its parameters, and the id its answer will
+/// carry.
+///
+/// On the wire:
+/// `{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":15000,"idempotent":false}}`.
+/// `params` is any JSON value; each method says what shape it expects by
+/// the type it decodes them into (see `Methods::register`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client and copied into the response, so that answers
+    /// arriving in any order can each be handed to the call that asked.
+    ///
+    /// A per-connection counter from 1 is all it takes: an id only has to
+    /// be unique among the calls in flight on one connection, not across
+    /// clients or over time, and a counter costs one atomic add, where a
+    /// random or globally unique id would need a generator or coordination.
+    /// Many JSON parsers read numbers as `f64`, which holds integers exactly
+    /// only below 2^53; a counter would need centuries at a million calls a
+    /// second to get there.
+    pub id: u64,
+    /// The name the server registered the method under.
+    pub method: String,
+    /// The arguments. Missing on the wire means `null`.
+    #[serde(default)]
+    pub params: Value,
+    /// How the caller wants the call handled. Missing means the defaults.
+    #[serde(default)]
+    pub meta: Meta,
+}
+
+// ANCHOR: meta
+/// What a caller says about a call besides what to run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    // ANCHOR: deadline
+    /// How long the caller is still willing to wait, in milliseconds,
+    /// counted from when the server reads the request; `None` (`null`) for
+    /// as long as it takes.
+    ///
+    /// A duration, not a point in time such as "until 12:00:03.250 UTC":
+    /// the caller's and the server's clocks can disagree by more than a
+    /// whole call takes, and an absolute deadline would carry that error
+    /// into every call. A duration needs only each side's own clock to
+    /// measure it. The price is that the time the request spent on the wire
+    /// is not counted, so the server's deadline falls a little after the
+    /// caller's. gRPC sends its deadline the same way, as the relative
+    /// `grpc-timeout` header, and tarpc keeps an absolute deadline in its
+    /// context but serialises it as the time remaining, "to prevent clock
+    /// skew issues".
+    pub timeout_ms: Option<u64>,
+    // ANCHOR_END: deadline
+    /// True if running the call twice does no more harm than running it
+    /// once, so that it is safe to retry. The client decides by it; the
+    /// server only sees it.
+    pub idempotent: bool,
+    // ANCHOR: token
+    /// The shared secret of a server that requires one
+    /// (`Methods::require_token`); left out of the frame when `None`.
+    ///
+    /// On every request, not once per connection, as HTTP sends its
+    /// `Authorization` header and gRPC its call metadata: each request
+    /// stands on its own, and there is no handshake to get wrong (a request
+    /// sent before it finished, a reconnect that forgot it).
+    ///
+    /// Without TLS, which this workshop does not add, the token crosses the
+    /// network in clear text: it keeps out a careless client, not an
+    /// attacker who can watch the traffic and copy it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    // ANCHOR_END: token
+}
+// ANCHOR_END: meta
+
+// ANCHOR: response
+/// The answer to one request, tagged with that request's id.
+///
+/// On the wire, `{"id":1,"ok":true,"result":8.0}` on success and
+/// `{"id":2,"ok":false,"error":{"code":"METHOD_NOT_FOUND","message":"unknown method `multiply`","details":null}}`
+/// on failure: `result` is left out of a failure and `error` out of a
+/// success. `ok` says which to look for without guessing from which keys
+/// are there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the request answered. `None` (`null`) when the request was
+    /// too broken for its id to be read.
+    pub id: Option<u64>,
+    /// Whether the method ran and returned a result.
+    pub ok: bool,
+    /// What the method returned, when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why the request failed, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+/// Why a request failed, in a form both a program and a human can use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// What kind of failure, for a program to match on.
+    pub code: ErrorCode,
+    /// What went wrong, for a human to read. Not for a program: its words
+    /// may change, the code and the details do not.
+    pub message: String,
+    // ANCHOR: details
+    /// What exactly was wrong, for a program to act on; `null` when there
+    /// is nothing to add. Its shape depends on the code:
+    ///
+    /// - `BAD_REQUEST`: `{"field": "params.b", "expected": "a number"}`,
+    ///   the path of the field that was wrong, dotted from the top of the
+    ///   request (`""` for the request as a whole), and what it should have
+    ///   been (`"a value"` when it was missing);
+    /// - `INTERNAL` for an answer too large to send: `{"bytes": 1048600,
+    ///   "max_bytes": 1048576}`;
+    /// - `null` for every other code.
+    #[serde(default)]
+    pub details: Value,
+    // ANCHOR_END: details
+}
+
+// ANCHOR: error_code
+/// What kind of failure, one of six, each a fixed string on the wire
+/// (`"BAD_REQUEST"`). Clients match on them, so they are part of the
+/// protocol: a code a client does not know makes the whole response
+/// unreadable to it, and adding one is a change of protocol (step 11).
+/// gRPC's status codes draw the same lines: `INVALID_ARGUMENT`,
+/// `UNIMPLEMENTED`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAUTHENTICATED`,
+/// `UNAVAILABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The request is wrong: not a JSON object, a field missing or of the
+    /// wrong type, a parameter out of range (a division by zero). From the
+    /// server's checks and from methods; `details` names the field. Not
+    /// retryable: the same request is just as wrong the second time.
+    BadRequest,
+    /// The server has no method of that name. From the server. Not
+    /// retryable: it will not have one a moment later either.
+    MethodNotFound,
+    /// The caller's deadline passed before the method ran, or while it ran,
+    /// and its result was dropped. From the server; the client's own
+    /// deadline passing is `CallError::Timeout`. Not retryable: see
+    /// [`ErrorCode::is_retryable`].
+    Timeout,
+    /// The server failed: a method panicked, or its answer was too large to
+    /// send. From the server, which keeps the bug's details to itself (its
+    /// log) rather than tell a peer about its insides. Not retryable: the
+    /// method may have done part of its work, and a bug tends to recur.
+    Internal,
+    /// The request lacks the token the server requires, or has a wrong one.
+    /// From the server, before it looks up any method. Not retryable: the
+    /// same token is refused again.
+    Unauthorized,
+    /// The server did not do the work this time, and may do it later. Today
+    /// only from a server that cannot start a thread for the request, and
+    /// from `flaky`, which pretends; step 9 sheds load with it when too many
+    /// requests arrive at once. Retryable, and the only code that is.
+    ServerBusy,
+}
+// ANCHOR_END: error_code
+
+/// The code as it is on the wire, e.g. `SERVER_BUSY`: serde's spelling,
+/// so that the two can never disagree.
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        f.write_str(name.as_str().unwrap_or_default())
+    }
+}
+
+// ANCHOR: retryable
+impl ErrorCode {
+    /// True if the same request, sent again, may succeed: only after
+    /// `SERVER_BUSY`. Any other code would come again, or for `TIMEOUT`,
+    /// comes too late: one deadline covers the whole call, every attempt
+    /// included, so once it has passed no time is left for another.
+    pub fn is_retryable(self) -> bool {
+        // Every code listed, no `_`: a new code must be classified here.
+        match self {
+            ErrorCode::ServerBusy => true,
+            ErrorCode::BadRequest
+            | ErrorCode::MethodNotFound
+            | ErrorCode::Timeout
+            | ErrorCode::Internal
+            | ErrorCode::Unauthorized => false,
+        }
+    }
+}
+// ANCHOR_END: retryable
+
+impl Response {
+    /// The method with request `id` ran and returned `result`.
+    pub fn success(id: u64, result: Value) -> Response {
+        Response {
+            id: Some(id),
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// The request with `id` (if it could be read) failed with `error`.
+    pub fn failure(id: Option<u64>, error: RpcError) -> Response {
+        Response {
+            id,
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl RpcError {
+    /// An error with `code` and `message`, and nothing in `details`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    /// A `BAD_REQUEST` whose details name `field` and what was `expected`
+    /// of it, in the shape [`RpcError::details`] documents.
+    pub fn bad_request(field: &str, expected: &str, message: impl Into<String>) -> RpcError {
+        RpcError {
+            details: json!({ "field": field, "expected": expected }),
+            ..RpcError::new(ErrorCode::BadRequest, message)
+        }
+    }
+}
+// ANCHOR_END: response
+// ANCHOR_END: messages
+
+// ANCHOR: validate
+/// Reads a frame's body as a request, or says what is wrong with it, with
+/// the id to answer under if that much can be read (`{"id":7,"method":42}`
+/// is answered under 7, so its caller hears why; else `"id": null`).
+///
+/// Every field the protocol defines is checked: `id` an unsigned integer,
+/// `method` a non-empty string, `meta` (if there) an object whose fields
+/// have their types. Fields it does not define are ignored, so that a
+/// later step can add one without breaking this server.
+pub fn parse_request(body: &[u8]) -> Result<Request, (Option<u64>, RpcError)> {
+    let whole = |message: String| RpcError::bad_request("", "a JSON object", message);
+    let value: Value = serde_json::from_slice(body).map_err(|e| (None, whole(e.to_string())))?;
+    // Read loosely first, so that a request wrong elsewhere is still
+    // answered under its id, and its caller can be told.
+    let id = value.get("id").and_then(Value::as_u64);
+    // serde's derived `Deserialize` also takes a JSON array as a struct,
+    // by position: `[7,"add",{"a":1,"b":2}]` would run `add`. A request is
+    // an object; and step 10 gives an array a meaning of its own, a batch.
+    if !value.is_object() {
+        return Err((id, whole("a request must be a JSON object".into())));
+    }
+    let request: Request = decode(&value, "").map_err(|error| (id, error))?;
+    if request.method.is_empty() {
+        let error = RpcError::bad_request("method", "a non-empty string", "`method` is empty");
+        return Err((id, error));
+    }
+    Ok(request)
+}
+// ANCHOR_END: validate
+
+// ANCHOR: decode
+/// Decodes `value`, found at `at` in the request (`""` for the request,
+/// `"params"` for its parameters), as a `T`; or says which field did not
+/// fit, and what `T` expected there.
+///
+/// serde says *what* went wrong ("invalid type: string, expected f64") but
+/// not *where*. `serde_path_to_error` tracks the path as serde decodes: it
+/// replaces a hand-written walk over `value` mirroring every `T`.
+pub fn decode<T: DeserializeOwned>(value: &Value, at: &str) -> Result<T, RpcError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // `.` is the path of `value` itself.
+        let path = match e.path().to_string() {
+            inner if inner == "." => at.to_string(),
+            inner => join(at, &inner),
+        };
+        let why = e.inner().to_string();
+        // A missing field is reported at the struct that lacks it: add its name.
+        if let Some(name) = why.strip_prefix("missing field `") {
+            let field = join(&path, name.trim_end_matches('`'));
+            return RpcError::bad_request(&field, "a value", format!("missing field `{field}`"));
+        }
+        // "invalid type: string "five", expected f64": serde's last words
+        // name what it wanted, in Rust's terms; the wire speaks JSON's.
+        let expected = match why
+            .rsplit_once(", expected ")
+            .map_or(&*why, |(_, rust)| rust)
+        {
+            "f32" | "f64" => "a number",
+            "u8" | "u16" | "u32" | "u64" | "usize" => "an unsigned integer",
+            "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
+            rust if rust.starts_with("struct ") => "an object",
+            rust => rust,
+        };
+        RpcError::bad_request(&path, expected, format!("`{path}`: {why}"))
+    })
+}
+
+/// `a.b` from `a` and `b`, and `b` from `""` and `b`.
+fn join(path: &str, name: &str) -> String {
+    match path {
+        "" => name.to_string(),
+        path => format!("{path}.{name}"),
+    }
+}
+// ANCHOR_END: decode
+
+// ANCHOR: read_frame
+/// Reads one frame and returns its body.
+///
+/// Returns `Ok(None)` when the peer closed the connection cleanly, between
+/// two frames. Every other way the stream can end or go wrong is an error:
+/// a connection cut in the middle of a frame is `UnexpectedEof`, and a
+/// length prefix above [`MAX_FRAME_LEN`] is `InvalidData`.
+pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; 4];
+    // `read_exact` cannot tell "closed before the frame" from "closed in the
+    // middle of the header", so read the first byte on its own: zero bytes
+    // here is the peer hanging up politely.
+    loop {
+        match reader.read(&mut header[..1]) {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            // A signal arrived before any byte did: nothing was lost, try again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    reader.read_exact(&mut header[1..])?;
+    let len = u32::from_be_bytes(header);
+
+    // The check that keeps a hostile length from costing memory. It must
+    // come before anything is allocated or read for the body.
+    if len > MAX_FRAME_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}"),
+        ));
+    }
+
+    // `take` + `read_to_end` grows the buffer as bytes actually arrive, so a
+    // peer that announces 1 MiB and then sends nothing costs us nothing.
+    let mut body = Vec::new();
+    reader.take(u64::from(len)).read_to_end(&mut body)?;
+    if body.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed after {} of {len} bytes", body.len()),
+        ));
+    }
+    Ok(Some(body))
+}
+// ANCHOR_END: read_frame
+
+// ANCHOR: write_frame
+/// Writes `body` as one frame: its length, then the bytes.
+///
+/// Refuses a body over [`MAX_FRAME_LEN`], which the peer would refuse anyway.
+/// Header and body go out in one `write_all` so that a frame is never split
+/// into two small TCP segments for no reason.
+pub fn write_frame(writer: &mut impl Write, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&len| len <= MAX_FRAME_LEN)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "frame of {} bytes exceeds the maximum of {MAX_FRAME_LEN}",
+                    body.len()
+                ),
+            )
+        })?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    writer.write_all(&frame)?;
+    writer.flush()
+}
+// ANCHOR_END: write_frame
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn frame_round_trips() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"{}").unwrap();
+        assert_eq!(wire, [0, 0, 0, 2, b'{', b'}']);
+        let body = read_frame(&mut Cursor::new(wire)).unwrap();
+        assert_eq!(body.as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn clean_close_between_frames_is_none() {
+        assert!(read_frame(&mut Cursor::new(Vec::new())).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversize_length_is_refused_before_reading_the_body() {
+        // Only the header is there. Had `read_frame` tried to read the body
+        // it would report `UnexpectedEof`; `InvalidData` proves the length
+        // was checked first.
+        for header in [[0xFF; 4], *b"GET "] {
+            let err = read_frame(&mut Cursor::new(header)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn cut_in_the_header_or_body_is_unexpected_eof() {
+        for wire in [vec![0, 0], vec![0, 0, 0, 5, b'{']] {
+            let err = read_frame(&mut Cursor::new(wire)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        }
+    }
+
+    #[test]
+    fn oversize_body_is_not_written() {
+        let mut wire = Vec::new();
+        let body = vec![b' '; MAX_FRAME_LEN as usize + 1];
+        let err = write_frame(&mut wire, &body).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn messages_have_the_documented_json_shape() {
+        let request: Request =
+            serde_json::from_str(r#"{"id":1,"method":"add","params":{"a":5,"b":3}}"#).unwrap();
+        assert_eq!(request.method, "add");
+        // No `meta` on the wire is the default meta.
+        assert_eq!(request.meta, Meta::default());
+        assert_eq!(
+            serde_json::to_string(&Response::success(1, 8.0.into())).unwrap(),
+            r#"{"id":1,"ok":true,"result":8.0}"#
+        );
+        let error = RpcError::new(ErrorCode::MethodNotFound, "unknown method `multiply`");
+        assert_eq!(
+            serde_json::to_string(&Response::failure(Some(2), error)).unwrap(),
+            r#"{"id":2,"ok":false,"error":{"code":"METHOD_NOT_FOUND","message":"unknown method `multiply`","details":null}}"#
+        );
+    }
+}

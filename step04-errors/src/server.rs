@@ -1,0 +1,503 @@
+//! The server: accept connections, and on each one read requests and run
+//! them all at once, each answer sent as soon as it is ready, until the
+//! peer hangs up.
+//!
+//! Every connection gets its own operating-system thread, which does
+//! nothing but read requests. Every request then gets a thread of its own,
+//! which runs the method and writes the response, tagged with the request's
+//! id, whenever it finishes: a slow call no longer holds up the fast ones
+//! behind it. A request comes with the time its caller will wait for it:
+//! the server does not start work past that deadline, nor send a result
+//! that comes after it. Everything still blocks, so the code still reads
+//! top to bottom. What it costs (a thread per idle connection and one per
+//! running request, under crude bounds) is what later steps fix.
+//! Whatever goes wrong with a request, even a method that panics, its
+//! caller gets an answer with a code that says what.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::protocol::{
+    ErrorCode, MAX_FRAME_LEN, Request, Response, RpcError, decode, parse_request, read_frame,
+    write_frame,
+};
+
+// ANCHOR: methods
+/// A method's code as the table keeps it: takes the request's `params` as
+/// JSON, returns a result as JSON or an error for the caller. One type for
+/// every method, whatever its parameters, so that one table holds them
+/// all; [`Methods::register`] wraps each typed method into it.
+///
+/// `Send + Sync` because one `Methods` table is shared by every connection
+/// and request thread.
+type Handler = Box<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
+
+/// The table of methods a server offers, by name, and who may call them.
+#[derive(Default)]
+pub struct Methods {
+    /// Method name to code. Filled before the server starts, read-only after.
+    handlers: HashMap<String, Handler>,
+    /// The token every request must carry in `meta.token`, if any.
+    token: Option<String>,
+}
+
+impl Methods {
+    /// An empty table.
+    pub fn new() -> Methods {
+        Methods::default()
+    }
+
+    // ANCHOR: typed_handler
+    /// Offers `handler` under `name`, replacing any method of that name.
+    ///
+    /// The handler takes its parameters as its own type `P`, a struct
+    /// deriving `Deserialize` say, into which `params` are decoded first:
+    /// no handler checks a shape by hand, and params that do not fit are a
+    /// `BAD_REQUEST` naming the field, the handler never called.
+    pub fn register<P, R>(
+        &mut self,
+        name: &str,
+        handler: impl Fn(P) -> Result<R, RpcError> + Send + Sync + 'static,
+    ) where
+        P: DeserializeOwned,
+        R: Serialize,
+    {
+        let erased = move |params: &Value| {
+            let result = handler(decode(params, "params")?)?;
+            // A result with no JSON form (a map whose keys are not strings)
+            // is the method's bug, not the caller's.
+            serde_json::to_value(result)
+                .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
+        };
+        self.handlers.insert(name.to_string(), Box::new(erased));
+    }
+    // ANCHOR_END: typed_handler
+
+    /// Requires `token` in the `meta.token` of every request: any other
+    /// request is answered `UNAUTHORIZED`, and no method runs for it. See
+    /// `Meta::token` for what this does and does not protect against.
+    pub fn require_token(&mut self, token: impl Into<String>) {
+        self.token = Some(token.into());
+    }
+
+    /// Runs the method a request names and answers under the request's id.
+    /// An unknown name is an error response, not a server error: the caller
+    /// made the mistake.
+    pub fn call(&self, request: &Request) -> Response {
+        let id = Some(request.id);
+        // ANCHOR: token_check
+        // Before any method is looked up: a caller without the token gets
+        // nothing run, and does not even learn which methods exist.
+        if let Some(token) = &self.token {
+            let given = request.meta.token.as_deref().unwrap_or_default();
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                let message = "missing or wrong `meta.token`";
+                return Response::failure(id, RpcError::new(ErrorCode::Unauthorized, message));
+            }
+        }
+        // ANCHOR_END: token_check
+        match self.handlers.get(&request.method) {
+            Some(handler) => match run_handler(handler, request) {
+                Ok(result) => Response::success(request.id, result),
+                Err(error) => Response::failure(id, error),
+            },
+            None => {
+                let message = format!("unknown method `{}`", request.method);
+                Response::failure(id, RpcError::new(ErrorCode::MethodNotFound, message))
+            }
+        }
+    }
+}
+// ANCHOR_END: methods
+
+// ANCHOR: catch_panic
+/// Runs a request's handler, and turns a panic in it into `INTERNAL`.
+///
+/// Unwinding would otherwise end the request's thread without an answer,
+/// and its caller would wait out its deadline. Stopped here, the thread
+/// goes on to write the answer and give back its place under the bound.
+/// The panic's message goes to the server's log, not to the peer: it may
+/// tell about the server's insides.
+///
+/// `AssertUnwindSafe` is our word that state a panic left half-changed is
+/// acceptable to go on with: here only `flaky`'s counts, behind a lock that
+/// every call takes even when poisoned. No help with `panic = "abort"`.
+fn run_handler(handler: &Handler, request: &Request) -> Result<Value, RpcError> {
+    panic::catch_unwind(AssertUnwindSafe(|| handler(&request.params))).unwrap_or_else(|payload| {
+        // `panic!` with a literal carries a `&str`, with arguments a `String`.
+        let what = (payload.downcast_ref::<&str>().copied())
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let (method, id) = (&request.method, request.id);
+        eprintln!("method `{method}` panicked on request {id}: {what}");
+        let message = format!("method `{method}` failed");
+        Err(RpcError::new(ErrorCode::Internal, message))
+    })
+}
+// ANCHOR_END: catch_panic
+
+// ANCHOR: constant_time_eq
+/// Whether `a` and `b` are equal, in a time that depends on their lengths,
+/// not on where they differ.
+///
+/// `==` stops at the first byte that differs, so a guess that starts like
+/// the token is refused a little later. Averaged over enough tries, that
+/// can be measured, and the token guessed a byte at a time. This looks at
+/// every byte whatever it finds: `x ^ y` is 0 only for equal bytes, `|`
+/// folds every difference into one byte, tested once at the end.
+///
+/// It does not hide the length: different lengths return at once, which
+/// tells how long the token is, not what it is. Production code uses a
+/// crate such as `subtle`, which also keeps the optimiser from turning the
+/// fold back into an early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter()
+        .zip(b)
+        .fold(0, |difference, (x, y)| difference | (x ^ y))
+        == 0
+}
+// ANCHOR_END: constant_time_eq
+
+// ANCHOR: limits
+/// Bounds on what peers can make the server hold at once.
+///
+/// Threads are what a peer can exhaust here: every connection costs one,
+/// and the OS allows only so many. On Linux each thread takes several memory
+/// mappings, counted against `vm.max_map_count` (65,530 by default), which
+/// caps a process at roughly 16,000 threads. Past that, starting a thread
+/// can fail *inside* the new thread, where Rust's runtime can only abort
+/// the whole process. So a server that starts a thread per connection must
+/// bound the connections, or a peer can kill it by opening enough of them.
+/// Step 9 grows this into real limits with load shedding.
+///
+/// With a thread per request too, both bounds together cap the threads:
+/// 256 connections x (1 + 32 requests) = 8,448 at most, by default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The most connections served at once. One more is closed as soon as
+    /// it is accepted. Default: 256.
+    pub max_connections: usize,
+    /// The most requests of one connection running at once. At the bound,
+    /// the connection stops reading until one finishes. Default: 32.
+    pub max_in_flight_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            max_in_flight_per_connection: 32,
+        }
+    }
+}
+// ANCHOR_END: limits
+
+/// How long to pause after `accept` (or starting a thread) fails before
+/// trying again.
+///
+/// `accept` fails mostly when the process is out of file descriptors, and a
+/// thread fails to start when it is out of memory or threads. Trying again
+/// at once would spin a core printing errors; a short pause gives
+/// connections time to close.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `methods` on `listener` with the default [`Limits`] until the
+/// process exits.
+pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
+    run_with(listener, methods, Limits::default())
+}
+
+// ANCHOR: run
+/// Serves `methods` on `listener` within `limits` until the process exits.
+///
+/// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
+/// it for the port the OS chose. There is no way to stop this server yet
+/// other than ending the process; graceful shutdown is step 6.
+pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
+    // One table, shared read-only by every connection and request thread.
+    let methods = Arc::new(methods);
+    // How many connections are being served. Only this loop adds to it, so
+    // checking and then adding cannot race; connection threads take their
+    // place back when they end (see `ConnectionSlot`).
+    let open = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let methods = Arc::clone(&methods);
+                let peer = match stream.peer_addr() {
+                    Ok(addr) => addr.to_string(),
+                    Err(_) => "(unknown peer)".to_string(),
+                };
+                if open.load(Ordering::Acquire) >= limits.max_connections {
+                    // Dropping the stream closes it: the peer sees the
+                    // connection end before any answer. Step 9 says why.
+                    eprintln!(
+                        "refused {peer}: {} connections open",
+                        limits.max_connections
+                    );
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let slot = ConnectionSlot(Arc::clone(&open));
+                let max_in_flight = limits.max_in_flight_per_connection;
+                // One thread per connection: simple, and the reason one slow
+                // or hostile peer cannot block the others. `Builder` rather
+                // than `thread::spawn`, which panics when the OS refuses a
+                // thread: a flood of connections must cost the flood its
+                // connections, not the server its life.
+                let spawned = thread::Builder::new().spawn(move || {
+                    let _slot = slot;
+                    if let Err(e) = serve_connection(stream, &methods, max_in_flight) {
+                        // Whatever went wrong, it went wrong for this
+                        // connection only. Say so, and let the thread end.
+                        eprintln!("connection {peer} closed: {e}");
+                    }
+                });
+                if let Err(e) = spawned {
+                    // The stream and the slot moved into the closure, which
+                    // was dropped with the error: the connection is closed
+                    // and its place given back.
+                    eprintln!("cannot start a thread for a connection: {e}");
+                    thread::sleep(ACCEPT_ERROR_PAUSE);
+                }
+            }
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                thread::sleep(ACCEPT_ERROR_PAUSE);
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: run
+
+/// One connection's place under [`Limits::max_connections`], given back
+/// when the connection's thread ends, however it ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// ANCHOR: serve_connection
+/// Reads requests on one connection and starts each on its own thread, at
+/// most `max_in_flight` at once, until the peer closes the connection or
+/// breaks the framing.
+///
+/// An `Err` from here means the byte stream is unusable (cut mid-frame, a
+/// length over the limit, a failed write) and the connection is dropped. A
+/// *request* that is wrong but well framed is answered with an error
+/// response instead, and the loop goes on.
+fn serve_connection(
+    stream: TcpStream,
+    methods: &Arc<Methods>,
+    max_in_flight: usize,
+) -> io::Result<()> {
+    // Responses are small and the client waits for each one: send them at
+    // once rather than letting Nagle's algorithm hold them back.
+    stream.set_nodelay(true)?;
+    // Two handles on one socket: a buffered one to read from, so a frame
+    // costs a few syscalls rather than one per `read`, and a plain one to
+    // write to (`write_frame` sends each frame in one `write_all`). The
+    // write half is shared by every request thread of this connection,
+    // behind a lock: see `write_response`.
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let writer = Arc::new(Mutex::new(stream));
+    let in_flight = Arc::new(InFlight::default());
+
+    while let Some(body) = read_frame(&mut reader)? {
+        let request = match parse_request(&body) {
+            Ok(request) => request,
+            // The frame was fine, its contents were not. The next frame
+            // starts right after this one, so the connection stays usable.
+            Err((id, error)) => {
+                write_response(&writer, &Response::failure(id, error))?;
+                continue;
+            }
+        };
+        // The caller's deadline on this machine's clock, from the time it
+        // had left when it sent the request (see `Meta::timeout_ms` for
+        // why a duration). Too far off to count is no deadline at all.
+        let deadline = (request.meta.timeout_ms)
+            .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+        // ANCHOR: thread_per_request
+        // One thread per request, so that this loop is at once free to read
+        // the next request while this one runs. The cost: starting and
+        // ending a thread takes far longer than `add` itself (the
+        // benchmarks show it). Step 5 makes a request cheap (a task, not a
+        // thread).
+        //
+        // Unbounded, a peer could start as many threads as it can send
+        // frames, and abort the server (see `Limits`). So at the bound this
+        // loop waits for a request to finish before it reads on. A peer
+        // that sends requests but never reads the answers fills the bound
+        // with threads stuck writing, and then this connection stops
+        // reading: TCP's flow control makes the peer's writes stall, and
+        // nothing piles up here. Step 9 refuses the excess instead.
+        let slot = in_flight.start(max_in_flight);
+        let id = request.id;
+        let methods = Arc::clone(methods);
+        let request_writer = Arc::clone(&writer);
+        // `Builder`, not `thread::spawn`, for the reason `run` gives.
+        let spawned = thread::Builder::new().spawn(move || {
+            // Held until the answer is written, then given back.
+            let _slot = slot;
+            // A handler that panics is answered `INTERNAL` (see
+            // `run_handler`), so this always comes back with an answer.
+            let response = call_before(&methods, &request, deadline);
+            // A failed write means the connection is broken, which the
+            // connection thread's next read finds out too.
+            let _ = write_response(&request_writer, &response);
+        });
+        if let Err(e) = spawned {
+            // Out of threads: this request is refused, not dropped unanswered.
+            let message = format!("cannot start a thread for this request: {e}");
+            let error = RpcError::new(ErrorCode::ServerBusy, message);
+            write_response(&writer, &Response::failure(Some(id), error))?;
+        }
+        // ANCHOR_END: thread_per_request
+    }
+    Ok(())
+}
+// ANCHOR_END: serve_connection
+
+// ANCHOR: server_deadline
+/// Runs the request's method, if its caller still waits for the answer.
+///
+/// A request whose deadline has passed before its method starts (it waited
+/// too long for a place under the bound on requests in flight; the clock
+/// starts when the request is read) is not run: nobody would read
+/// the result, and the work would only slow the requests that still
+/// count. One whose method finishes after the deadline is answered with
+/// the code `TIMEOUT` instead of its result, so that every request still
+/// gets exactly one answer; its caller has given up and drops it.
+///
+/// The method cannot be stopped *while* it runs: a blocking function has
+/// no point at which another thread could safely interrupt it, so a `sleep`
+/// asked for 5 seconds with a deadline of 1 still holds its thread for
+/// 5. Step 5's async handlers can be dropped at the deadline instead.
+fn call_before(methods: &Methods, request: &Request, deadline: Option<Instant>) -> Response {
+    let passed = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
+    let timeout = |when: &str| {
+        let message = format!("the caller's deadline passed {when} the method ran");
+        Response::failure(Some(request.id), RpcError::new(ErrorCode::Timeout, message))
+    };
+    if passed() {
+        return timeout("before");
+    }
+    let response = methods.call(request);
+    if passed() {
+        return timeout("while");
+    }
+    response
+}
+// ANCHOR_END: server_deadline
+
+// ANCHOR: in_flight
+/// The requests of one connection that are running, and a way to wait
+/// until one of them finishes.
+#[derive(Default)]
+struct InFlight {
+    /// How many request threads of this connection have not finished.
+    running: Mutex<usize>,
+    /// Signalled each time one finishes.
+    finished: Condvar,
+}
+
+impl InFlight {
+    /// Waits until fewer than `max` requests run, then counts one more.
+    fn start(self: &Arc<InFlight>, max: usize) -> RequestSlot {
+        // Nothing panics while holding this lock, so it is never poisoned.
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running >= max {
+            running = self
+                .finished
+                .wait(running)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *running += 1;
+        RequestSlot(Arc::clone(self))
+    }
+}
+
+/// One running request's place under the bound, given back when dropped,
+/// however its thread ends (a panicking handler included).
+struct RequestSlot(Arc<InFlight>);
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        let in_flight = &self.0;
+        *in_flight
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) -= 1;
+        in_flight.finished.notify_one();
+    }
+}
+// ANCHOR_END: in_flight
+
+// ANCHOR: write_response
+/// Sends one response as one frame on a connection's shared write half.
+///
+/// Request threads finish whenever they finish, so two may want to write
+/// at the same moment. The lock is held for the whole frame: without it,
+/// two `write_all`s could interleave their bytes (a large frame can take
+/// several `write` syscalls), and the client would read half of one
+/// response as the length of the next.
+fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<()> {
+    // Serialise before taking the lock: only the write needs it.
+    let body = encode(response);
+    // Nothing panics while holding this lock, so it is never poisoned;
+    // `into_inner` says so without an `unwrap`.
+    let mut stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    write_frame(&mut *stream, &body)
+}
+// ANCHOR_END: write_response
+
+/// Serialises a response, replacing one too large to send with an error
+/// that says so: better than closing the connection on an honest caller.
+/// `INTERNAL`, for the server could not deliver what the method returned.
+fn encode(response: &Response) -> Vec<u8> {
+    // Serialising a `Response` cannot fail: it holds only numbers, strings
+    // and `serde_json::Value`s, and all of them always have a JSON form.
+    let body = serde_json::to_vec(response).expect("a Response is always valid JSON");
+    if body.len() > MAX_FRAME_LEN as usize {
+        let message = format!("response of {} bytes exceeds the frame limit", body.len());
+        let error = RpcError {
+            // The sizes, for a program that wants to ask for less.
+            details: json!({ "bytes": body.len(), "max_bytes": MAX_FRAME_LEN }),
+            ..RpcError::new(ErrorCode::Internal, message)
+        };
+        return serde_json::to_vec(&Response::failure(response.id, error)).expect("valid JSON");
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"token", b"token") && constant_time_eq(b"", b""));
+        for other in [&b"tokex"[..], b"xoken", b"token-2", b"toke", b""] {
+            assert!(!constant_time_eq(b"token", other), "{other:?}");
+            assert!(!constant_time_eq(other, b"token"), "{other:?}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The example methods this step's server offers.
+//!
+//! Each method takes its parameters as a struct, `TwoNumbers { a, b }` or
+//! `SleepParams { ms }`, which the server decodes from the request's JSON
+//! before the method runs. A method checks only what a type cannot say,
+//! such as a divisor that must not be zero.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::protocol::{ErrorCode, RpcError};
+use crate::server::Methods;
+
+// ANCHOR: methods
+/// The table of every method this step offers.
+pub fn methods() -> Methods {
+    let mut methods = Methods::new();
+    methods.register("add", add);
+    methods.register("divide", divide);
+    methods.register("sleep", sleep);
+    methods.register("flaky", flaky());
+    methods.register("explode", explode);
+    methods
+}
+
+/// The parameters of `add` and `divide`: `{"a": 5, "b": 3}`.
+#[derive(Deserialize)]
+struct TwoNumbers {
+    a: f64,
+    b: f64,
+}
+
+/// `add {a, b}` returns `a + b`.
+fn add(TwoNumbers { a, b }: TwoNumbers) -> Result<f64, RpcError> {
+    finite(a + b)
+}
+
+/// `divide {a, b}` returns `a / b`, or `BAD_REQUEST` when `b` is zero.
+fn divide(TwoNumbers { a, b }: TwoNumbers) -> Result<f64, RpcError> {
+    if b == 0.0 {
+        let (field, expected) = ("params.b", "a number other than zero");
+        return Err(RpcError::bad_request(field, expected, "division by zero"));
+    }
+    finite(a / b)
+}
+// ANCHOR_END: methods
+
+// ANCHOR: sleep
+/// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
+/// for as long as it sleeps, so a caller must not be able to ask for hours.
+pub const MAX_SLEEP_MS: u64 = 10_000;
+
+/// The parameters of `sleep`: `{"ms": 300}`.
+#[derive(Deserialize)]
+struct SleepParams {
+    ms: u64,
+}
+
+/// `sleep {ms}` waits `ms` milliseconds, then returns `ms`: a slow call,
+/// for showing that a fast one on the same connection can overtake it.
+fn sleep(SleepParams { ms }: SleepParams) -> Result<u64, RpcError> {
+    if ms > MAX_SLEEP_MS {
+        let expected = format!("at most {MAX_SLEEP_MS}");
+        let message = format!("`params.ms` must be {expected}");
+        return Err(RpcError::bad_request("params.ms", &expected, message));
+    }
+    thread::sleep(Duration::from_millis(ms));
+    Ok(ms)
+}
+// ANCHOR_END: sleep
+
+// ANCHOR: flaky
+/// The most keys `flaky` remembers. Past that it forgets them all: each key
+/// costs the server memory, and callers choose the keys.
+const MAX_FLAKY_KEYS: usize = 1024;
+
+/// The parameters of `flaky`: `{"key": "k1", "failures": 2}`.
+#[derive(Deserialize)]
+struct FlakyParams {
+    key: String,
+    failures: u64,
+}
+
+/// `flaky {key, failures}` fails its first `failures` calls for `key` with
+/// the code `SERVER_BUSY`, then succeeds, returning how many calls for
+/// `key` it has had: a server that is down for a moment, to show retries
+/// on. Every attempt that reached it counts, so a caller can check.
+fn flaky() -> impl Fn(FlakyParams) -> Result<u64, RpcError> + Send + Sync {
+    // The counts live in the closure, shared by every request thread.
+    let calls = Mutex::new(HashMap::<String, u64>::new());
+    move |FlakyParams { key, failures }| {
+        // Nothing panics while holding this lock, so it is never poisoned.
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if calls.len() >= MAX_FLAKY_KEYS && !calls.contains_key(&key) {
+            calls.clear();
+        }
+        let count = calls.entry(key).or_insert(0);
+        *count += 1;
+        if *count <= failures {
+            let message = format!("flaky: failing call {count} of {failures}");
+            return Err(RpcError::new(ErrorCode::ServerBusy, message));
+        }
+        Ok(*count)
+    }
+}
+// ANCHOR_END: flaky
+
+// ANCHOR: explode
+/// `explode` panics, on purpose, whatever its params: a bug in a method,
+/// to show that its caller gets `INTERNAL` and the server goes on.
+fn explode(_params: Value) -> Result<Value, RpcError> {
+    panic!("explode: this method panics on purpose")
+}
+// ANCHOR_END: explode
+
+/// JSON has no infinity: `1e308 + 1e308` must be an error, not a silent
+/// `null`. The caller's numbers are to blame, so it is a `BAD_REQUEST`.
+fn finite(x: f64) -> Result<f64, RpcError> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        let (field, expected) = ("params", "numbers with a finite result");
+        Err(RpcError::bad_request(
+            field,
+            expected,
+            "result is not a finite number",
+        ))
+    }
+}

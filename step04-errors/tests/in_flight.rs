@@ -1,0 +1,147 @@
+//! The milestone: many calls in flight on one connection, answered in the
+//! order they finish and matched to their calls by id, with every frame
+//! whole however many threads write at once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::mpsc::{self, TryRecvError};
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    STUCK, raw_connect, send_raw, spawn_server, spawn_server_offering, spawn_server_with_hold,
+};
+use serde_json::{Value, json};
+use step04_errors::client::Client;
+use step04_errors::protocol::{read_frame, write_frame};
+use step04_errors::server::Limits;
+use step04_errors::service;
+
+// ANCHOR: out_of_order
+#[test]
+fn answers_out_of_order_are_matched_to_their_calls_by_id() {
+    let (addr, hold) = spawn_server_with_hold();
+    let client = Client::connect(addr).unwrap();
+    let (done, held_answer) = mpsc::channel();
+    let held = {
+        let client = client.clone();
+        thread::spawn(move || done.send(client.call("hold", json!("held"))))
+    };
+    // The held call is running on the server, and will not finish...
+    hold.started.recv_timeout(STUCK).unwrap();
+    // ...yet a later call on the same connection is answered,
+    assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
+    // while the held call is still waiting.
+    assert_eq!(held_answer.try_recv().unwrap_err(), TryRecvError::Empty);
+
+    hold.release.send(()).unwrap();
+    let answer = held_answer.recv_timeout(STUCK).unwrap();
+    assert_eq!(answer.unwrap(), json!("held"));
+    held.join().unwrap().unwrap();
+}
+// ANCHOR_END: out_of_order
+
+#[test]
+fn threads_sharing_one_client_each_get_their_own_answers() {
+    fn shareable<T: Send + Sync + Clone>(_: &T) {}
+    let client = Client::connect(spawn_server()).unwrap();
+    shareable(&client);
+    thread::scope(|s| {
+        for i in 0..16 {
+            let client = &client;
+            s.spawn(move || {
+                for j in 0..50 {
+                    // A different sum for every call: a mixed-up answer shows.
+                    let (a, b) = (f64::from(i), f64::from(j) * 100.0);
+                    assert_eq!(client.add(a, b).unwrap(), a + b);
+                }
+            });
+        }
+    });
+    assert_eq!(client.unknown_responses(), 0);
+}
+
+#[test]
+fn dropping_the_last_clone_closes_the_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = Client::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server_side, _) = listener.accept().unwrap();
+    server_side.set_read_timeout(Some(STUCK)).unwrap();
+    let clone = client.clone();
+    drop(client);
+    drop(clone);
+    // A clean end of stream, not a timeout, although the client's reader
+    // thread still holds a handle on the socket: it was shut down.
+    assert!(read_frame(&mut server_side).unwrap().is_none());
+}
+
+// ANCHOR: never_interleave
+#[test]
+fn concurrent_responses_never_interleave() {
+    // As many as may run at once on one connection, so that all of them
+    // write at the same time. Answers of 512 KiB, 16 MiB in all: far more
+    // than the socket buffers hold, so writes stop part way through frames,
+    // which is when two writers without a lock would mix their bytes.
+    const CALLS: u64 = 32;
+    assert_eq!(
+        CALLS as usize,
+        Limits::default().max_in_flight_per_connection
+    );
+    let big = |id: u64| Value::from(format!("{id:08}").repeat(64 * 1024));
+    let mut methods = service::methods();
+    methods.register("big", move |id: u64| Ok(big(id)));
+    let mut stream = raw_connect(spawn_server_offering(methods));
+
+    // Every request before reading any answer, so that all the request
+    // threads are writing answers at once.
+    let mut requests = Vec::new();
+    for id in 1..=CALLS {
+        let request = json!({"id": id, "method": "big", "params": id});
+        write_frame(&mut requests, request.to_string().as_bytes()).unwrap();
+    }
+    send_raw(&mut stream, &requests);
+
+    let mut ids = HashSet::new();
+    for _ in 0..CALLS {
+        let body = read_frame(&mut stream).unwrap().expect("a frame");
+        let response: Value = serde_json::from_slice(&body).expect("a whole frame");
+        let id = response["id"].as_u64().unwrap();
+        assert_eq!(response["result"], big(id), "answer {id} is mixed up");
+        assert!(ids.insert(id), "answer {id} came twice");
+    }
+    assert_eq!(ids, (1..=CALLS).collect());
+}
+// ANCHOR_END: never_interleave
+
+#[test]
+fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
+    let bound = Limits::default().max_in_flight_per_connection;
+    let (addr, hold) = spawn_server_with_hold();
+    let mut stream = raw_connect(addr);
+    for id in 1..=bound + 1 {
+        let request = json!({"id": id, "method": "hold", "params": id});
+        write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
+    }
+    for _ in 0..bound {
+        hold.started.recv_timeout(STUCK).unwrap();
+    }
+    // The one over the bound is not started while the others run. (A
+    // broken bound would start it at once; waiting longer proves no more.)
+    let over = hold.started.recv_timeout(Duration::from_millis(300));
+    assert!(
+        over.is_err(),
+        "request {} started over the bound",
+        bound + 1
+    );
+    // As soon as one finishes, it is.
+    hold.release.send(()).unwrap();
+    hold.started.recv_timeout(STUCK).unwrap();
+    for _ in 0..bound {
+        hold.release.send(()).unwrap();
+    }
+    for _ in 0..=bound {
+        assert!(read_frame(&mut stream).unwrap().is_some());
+    }
+}

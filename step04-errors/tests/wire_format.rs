@@ -1,0 +1,122 @@
+//! The wire format, byte for byte: what the client sends, and what the
+//! server answers, for success and for each kind of error.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::thread;
+
+use common::{STUCK, raw_connect, spawn_server};
+use serde_json::{Value, json};
+use step04_errors::client::{Client, DEFAULT_TIMEOUT};
+use step04_errors::protocol::{ErrorCode, read_frame, write_frame};
+
+/// Sends `request` as one frame on a fresh connection; returns the
+/// response's exact bytes.
+fn exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = raw_connect(addr);
+    write_frame(&mut stream, request.as_bytes()).unwrap();
+    let response = read_frame(&mut stream).unwrap().expect("an answer");
+    String::from_utf8(response).unwrap()
+}
+
+#[test]
+fn the_client_sends_the_documented_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sent, request) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let request = read_frame(&mut stream).unwrap().unwrap();
+        sent.send(request).unwrap();
+        // Hang up: the call fails, but the bytes were already seen.
+    });
+    let params = json!({"a": 5, "b": 3});
+    let _ = Client::connect(addr).unwrap().call("add", params);
+    let request = String::from_utf8(request.recv_timeout(STUCK).unwrap()).unwrap();
+    // The time left of the default deadline: all of it, or on a slow
+    // machine a little less.
+    let meta = &serde_json::from_str::<Value>(&request).unwrap()["meta"];
+    let timeout_ms = meta["timeout_ms"].as_u64().unwrap();
+    let default_ms = DEFAULT_TIMEOUT.as_millis() as u64;
+    assert!(timeout_ms <= default_ms && timeout_ms > default_ms - 1000);
+    assert_eq!(
+        request,
+        r#"{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":TIME_LEFT,"idempotent":false}}"#
+            .replace("TIME_LEFT", &timeout_ms.to_string())
+    );
+}
+
+// ANCHOR: wire_examples
+#[test]
+fn the_server_answers_in_the_documented_format() {
+    let addr = spawn_server();
+    let cases = [
+        (
+            r#"{"id":7,"method":"add","params":{"a":5,"b":3}}"#,
+            r#"{"id":7,"ok":true,"result":8.0}"#,
+        ),
+        // The keys of `details` come out sorted: serde_json keeps an
+        // object's keys in order unless its `preserve_order` feature is on.
+        (
+            r#"{"id":8,"method":"divide","params":{"a":1,"b":0}}"#,
+            r#"{"id":8,"ok":false,"error":{"code":"BAD_REQUEST","message":"division by zero","details":{"expected":"a number other than zero","field":"params.b"}}}"#,
+        ),
+        (
+            r#"{"id":9,"method":"multiply"}"#,
+            r#"{"id":9,"ok":false,"error":{"code":"METHOD_NOT_FOUND","message":"unknown method `multiply`","details":null}}"#,
+        ),
+        // A deadline the call meets changes nothing; one already past
+        // means the method is not run.
+        (
+            r#"{"id":10,"method":"add","params":{"a":1,"b":1},"meta":{"timeout_ms":5000,"idempotent":true}}"#,
+            r#"{"id":10,"ok":true,"result":2.0}"#,
+        ),
+        (
+            r#"{"id":11,"method":"add","params":{"a":1,"b":1},"meta":{"timeout_ms":0}}"#,
+            r#"{"id":11,"ok":false,"error":{"code":"TIMEOUT","message":"the caller's deadline passed before the method ran","details":null}}"#,
+        ),
+    ];
+    for (request, response) in cases {
+        assert_eq!(exchange(addr, request), response, "for {request}");
+    }
+}
+// ANCHOR_END: wire_examples
+
+// ANCHOR: error_code_strings
+#[test]
+fn error_codes_are_the_documented_strings() {
+    let codes = [
+        (ErrorCode::BadRequest, "BAD_REQUEST"),
+        (ErrorCode::MethodNotFound, "METHOD_NOT_FOUND"),
+        (ErrorCode::Timeout, "TIMEOUT"),
+        (ErrorCode::Internal, "INTERNAL"),
+        (ErrorCode::Unauthorized, "UNAUTHORIZED"),
+        (ErrorCode::ServerBusy, "SERVER_BUSY"),
+    ];
+    for (code, wire) in codes {
+        assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{wire}\""));
+        assert_eq!(
+            serde_json::from_value::<ErrorCode>(json!(wire)).unwrap(),
+            code
+        );
+        assert_eq!(code.to_string(), wire);
+    }
+    // Step 3's ad-hoc codes, and other spellings, are not codes.
+    for other in ["bad_request", "unavailable", "BadRequest", "NOT_FOUND"] {
+        assert!(serde_json::from_value::<ErrorCode>(json!(other)).is_err());
+    }
+}
+// ANCHOR_END: error_code_strings
+
+#[test]
+fn a_bad_request_is_answered_under_its_id_if_it_can_be_read() {
+    let addr = spawn_server();
+    let with_id = exchange(addr, r#"{"id":7,"method":42}"#);
+    assert!(with_id.starts_with(r#"{"id":7,"ok":false,"error":{"code":"BAD_REQUEST","#));
+    for request in ["{not json", r#"{"id":"seven","method":"add"}"#] {
+        let no_id = exchange(addr, request);
+        assert!(no_id.starts_with(r#"{"id":null,"ok":false,"error":{"code":"BAD_REQUEST","#));
+    }
+}
