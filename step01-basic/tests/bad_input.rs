@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
 use std::time::Duration;
 
 use common::{
     assert_server_answers, closed_by_server, raw_call, raw_connect, send_raw, spawn_server,
+    write_until_stalled,
 };
 use serde_json::json;
 use step01_basic::protocol::{MAX_FRAME_LEN, read_frame};
@@ -163,41 +163,17 @@ fn connections_beyond_the_limit_are_closed_and_the_rest_still_served() {
 fn a_peer_that_never_reads_is_throttled_not_buffered() {
     let addr = spawn_server();
     let mut flooder = raw_connect(addr);
-    // Once our writes make no progress for this long, the server has
-    // stopped reading from us. A busy machine only makes that come sooner.
-    flooder
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-
     // Frames of one garbage byte: each earns an error response of ~60 bytes
     // that we never read. A server that kept reading regardless would have
     // to buffer those answers without bound; ours blocks writing them, stops
     // reading, and our writes stall.
-    // A partial write is resumed where it stopped, so frames stay intact.
-    // "Stalled" means three timeouts in a row with no byte accepted: one
-    // scheduling hiccup on a busy machine is not enough to pass.
     let chunk: Vec<u8> = [0, 0, 0, 1, b'x'].repeat(64 * 1024 / 5);
-    let limit = 64 * 1024 * 1024;
-    let (mut sent, mut offset, mut timeouts) = (0, 0, 0);
-    let stalled = loop {
-        match flooder.write(&chunk[offset..]) {
-            Ok(n) => {
-                (sent, timeouts) = (sent + n, 0);
-                offset = (offset + n) % chunk.len();
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                timeouts += 1;
-                if timeouts == 3 {
-                    break true;
-                }
-            }
-            Err(e) => panic!("flood write failed: {e}"),
-        }
-        if sent >= limit {
-            break false;
-        }
-    };
-    assert!(stalled, "the server read {sent} bytes without pushing back");
+    let pushed_back = write_until_stalled(&mut flooder, &chunk);
+    assert_eq!(
+        pushed_back,
+        Ok(()),
+        "the server read on without pushing back"
+    );
     // The flooder's thread is stuck writing to it; everyone else is fine.
     assert_server_answers(addr);
 }

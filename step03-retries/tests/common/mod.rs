@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -105,6 +105,36 @@ pub fn closed_by_server(stream: &mut TcpStream) -> bool {
 pub fn assert_server_answers(addr: SocketAddr) {
     let client = step03_retries::client::Client::connect(addr).unwrap();
     assert_eq!(client.add(2.0, 2.0).unwrap(), 4.0);
+}
+
+/// Writes `pattern` over and over without reading anything back, until the
+/// server stops taking bytes; `Err(bytes sent)` if 64 MiB go through first.
+///
+/// A partial write is resumed where it stopped, so frames stay intact.
+/// "Stops" means three write timeouts of 500 ms in a row with no byte
+/// accepted: one scheduling hiccup on a busy machine is not enough, and a
+/// busy machine only makes a real stall come sooner.
+pub fn write_until_stalled(stream: &mut TcpStream, pattern: &[u8]) -> Result<(), usize> {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (mut sent, mut offset, mut timeouts) = (0, 0, 0);
+    while sent < 64 * 1024 * 1024 {
+        match stream.write(&pattern[offset..]) {
+            Ok(n) => {
+                (sent, timeouts) = (sent + n, 0);
+                offset = (offset + n) % pattern.len();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                timeouts += 1;
+                if timeouts == 3 {
+                    return Ok(());
+                }
+            }
+            Err(e) => panic!("flood write failed: {e}"),
+        }
+    }
+    Err(sent)
 }
 
 /// Writes raw bytes, e.g. half a frame.
