@@ -10,9 +10,10 @@ use std::io::{self, BufReader};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::protocol::{Request, Response, read_frame, write_frame};
+use crate::frame::{read_frame, write_frame};
+use crate::protocol::{Request, Response};
 
 // ANCHOR: call_error
 /// Why a call failed.
@@ -134,23 +135,4 @@ impl Client {
         }
     }
     // ANCHOR_END: call
-
-    /// Calls `add {a, b}`.
-    pub fn add(&mut self, a: f64, b: f64) -> Result<f64, CallError> {
-        let result = self.call("add", json!({ "a": a, "b": b }))?;
-        as_number(result)
-    }
-
-    /// Calls `divide {a, b}`.
-    pub fn divide(&mut self, a: f64, b: f64) -> Result<f64, CallError> {
-        let result = self.call("divide", json!({ "a": a, "b": b }))?;
-        as_number(result)
-    }
-}
-
-/// A result that should be a number, or the error that it is not.
-fn as_number(result: Value) -> Result<f64, CallError> {
-    result
-        .as_f64()
-        .ok_or_else(|| CallError::BadResponse(format!("expected a number, got {result}")))
 }

@@ -2,25 +2,28 @@
 //!
 //! A client sends a request naming a method and its parameters; the server
 //! runs that method and sends back its result or an error. Everything later
-//! steps add (ids, retries, async, shutdown, ...) is built on this loop.
-//!
-//! The transport is a blocking TCP connection from `std::net`, with one
-//! thread per connection on the server. Each message is a *frame*: a 4-byte
-//! big-endian length followed by that many bytes of UTF-8 JSON.
+//! steps add is built on this loop. Here it runs on blocking `std::net`
+//! sockets, one server thread per connection, one call at a time.
 //!
 //! ## Layout
 //!
-//! - [`protocol`]: the wire types (`Request`, `Response`) and framing
-//!   (`read_frame`, `write_frame`, `MAX_FRAME_LEN`).
-//! - [`server`]: accepts connections and runs one request at a time per
-//!   connection; `Methods` maps method names to handlers.
-//! - [`client`]: connects and makes one call at a time.
-//! - [`service`]: the example methods, `add` and `divide`.
+//! - [`frame`]: cuts messages out of the byte stream (`read_frame`,
+//!   `write_frame`, `MAX_FRAME_LEN`).
+//! - [`protocol`]: the messages (`Request`, `Response`) and how a frame's
+//!   body is read as a request. No I/O.
+//! - [`methods`]: the method registry, `Methods`: names to handlers.
+//! - [`server`]: the transport: accepts connections and answers each
+//!   connection's requests; `ServerConfig` holds its limits.
+//! - [`client`]: the generic client: connects and makes calls.
+//! - [`service`]: the example service: its methods, `add` and `divide`, and
+//!   their typed client calls (`ServiceCalls`).
 //! - [`load`]: the load generator behind `step01-client bench`; not part of
 //!   the RPC itself, it measures it.
 
 pub mod client;
+pub mod frame;
 pub mod load;
+pub mod methods;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{CallError, Client};
+use crate::service::ServiceCalls;
 
 /// What one load run measured.
 #[derive(Debug, Clone)]

@@ -7,7 +7,6 @@
 //! bottom like the protocol itself. What it costs (a thread per idle
 //! connection, one call at a time per connection) is what later steps fix.
 
-use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -15,53 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::protocol::{MAX_FRAME_LEN, Request, Response, read_frame, write_frame};
-
-// ANCHOR: methods
-/// A method's code: takes the request's `params`, returns a result or an
-/// error message for the caller.
-///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// thread.
-pub type Handler = Box<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
-
-/// The table of methods a server offers, by name.
-#[derive(Default)]
-pub struct Methods {
-    /// Method name to code. Filled before the server starts, read-only after.
-    handlers: HashMap<String, Handler>,
-}
-
-impl Methods {
-    /// An empty table.
-    pub fn new() -> Methods {
-        Methods::default()
-    }
-
-    /// Offers `handler` under `name`, replacing any method of that name.
-    pub fn register(
-        &mut self,
-        name: &str,
-        handler: impl Fn(&Value) -> Result<Value, String> + Send + Sync + 'static,
-    ) {
-        self.handlers.insert(name.to_string(), Box::new(handler));
-    }
-
-    /// Runs the method a request names. An unknown name is an error response,
-    /// not a server error: the caller made the mistake.
-    pub fn call(&self, request: &Request) -> Response {
-        match self.handlers.get(&request.method) {
-            Some(handler) => match handler(&request.params) {
-                Ok(result) => Response::Result(result),
-                Err(message) => Response::Error(message),
-            },
-            None => Response::Error(format!("unknown method `{}`", request.method)),
-        }
-    }
-}
-// ANCHOR_END: methods
+use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::methods::Methods;
+use crate::protocol::{Response, parse_request};
 
 // ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
@@ -99,19 +54,24 @@ impl Default for Limits {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `methods` on `listener` with the default [`Limits`] until the
-/// process exits.
-pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
-    run_with(listener, methods, Limits::default())
+// ANCHOR: server_config
+/// Everything a server can be configured with. Later steps add fields here
+/// (a drain timeout, heartbeats, load limits), never new `run` functions.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// What peers can make the server hold at once.
+    pub limits: Limits,
 }
+// ANCHOR_END: server_config
 
 // ANCHOR: run
-/// Serves `methods` on `listener` within `limits` until the process exits.
+/// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. There is no way to stop this server yet
 /// other than ending the process; graceful shutdown is step 6.
-pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
+pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
+    let limits = config.limits;
     // One table, shared read-only by every connection thread.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
@@ -197,11 +157,11 @@ fn serve_connection(stream: TcpStream, methods: &Methods) -> io::Result<()> {
     let mut writer = stream;
 
     while let Some(body) = read_frame(&mut reader)? {
-        let response = match serde_json::from_slice::<Request>(&body) {
+        let response = match parse_request(&body) {
             Ok(request) => methods.call(&request),
             // The frame was fine, its contents were not. The next frame
             // starts right after this one, so the connection stays usable.
-            Err(e) => Response::Error(format!("bad request: {e}")),
+            Err(message) => Response::Error(message),
         };
         write_frame(&mut writer, &encode(&response))?;
     }

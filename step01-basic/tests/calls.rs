@@ -5,9 +5,10 @@ mod common;
 
 use std::thread;
 
+use common::rpc::client::{CallError, Client};
+use common::rpc::service::ServiceCalls;
 use common::spawn_server;
 use serde_json::json;
-use step01_basic::client::{CallError, Client};
 
 #[test]
 fn add_and_divide_work_across_tcp() {

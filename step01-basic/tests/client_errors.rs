@@ -1,29 +1,20 @@
 //! A bad or truncated response is an error for the caller, never a panic or
 //! a hang. Each test stands up a fake server that answers with raw bytes.
 
-use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::thread;
+mod common;
+
+use std::io::ErrorKind;
 use std::time::Duration;
 
-use step01_basic::client::{CallError, Client};
-use step01_basic::protocol::read_frame;
+use common::rpc::client::{CallError, Client};
+use common::rpc::service::ServiceCalls;
+use testkit::{FakeServer, Reply};
 
-/// A one-connection fake server: reads one request frame, writes `reply`
-/// verbatim, and closes the connection.
-fn fake_server(reply: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        read_frame(&mut stream).unwrap();
-        stream.write_all(reply).unwrap();
-    });
-    addr
-}
-
-fn add_against(reply: &'static [u8]) -> Result<f64, CallError> {
-    Client::connect(fake_server(reply)).unwrap().add(1.0, 2.0)
+/// Calls `add` on a fake server that answers the request with `reply`,
+/// byte for byte, and hangs up.
+fn add_against(reply: &[u8]) -> Result<f64, CallError> {
+    let server = FakeServer::once(vec![Reply::Raw(reply.to_vec()), Reply::Close]);
+    Client::connect(server.addr()).unwrap().add(1.0, 2.0)
 }
 
 #[test]
@@ -47,16 +38,8 @@ fn an_oversize_response_length_is_a_bad_response() {
 #[test]
 fn a_server_that_stalls_mid_answer_is_an_error_not_a_hang() {
     // Half a frame, then silence with the connection left open.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        read_frame(&mut stream).unwrap();
-        stream.write_all(&[0, 0, 0, 20, b'{']).unwrap();
-        let _ = wait.recv(); // hold the connection open until the test ends
-    });
-    let mut client = Client::connect(addr).unwrap();
+    let server = FakeServer::once(vec![Reply::Raw(vec![0, 0, 0, 20, b'{']), Reply::Stall]);
+    let mut client = Client::connect(server.addr()).unwrap();
     client.set_io_timeout(Duration::from_millis(200)).unwrap();
     match client.add(1.0, 2.0) {
         Err(CallError::Io(e)) => assert!(
@@ -65,7 +48,6 @@ fn a_server_that_stalls_mid_answer_is_an_error_not_a_hang() {
         ),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    drop(done);
 }
 
 #[test]

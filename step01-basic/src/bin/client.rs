@@ -7,9 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use step01_basic::client::{CallError, Client};
 use step01_basic::load;
+use step01_basic::service::ServiceCalls;
 
-/// Step 1 client: one connection, one call at a time.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address of the server (a host name works too: localhost:4000).
     #[arg(long, default_value = "127.0.0.1:4000", global = true)]

@@ -8,13 +8,14 @@
 //! and make them pass. `cargo xtask exercises` checks that each one fails
 //! on the step as shipped and passes with the solution in `exercises/`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpStream;
 
+use common::rpc::client::{CallError, Client};
 use serde_json::{Value, json};
-use step01_basic::client::{CallError, Client};
-use step01_basic::protocol::read_frame;
+use testkit::read_frame;
 
 // ANCHOR: sum
 /// Exercise 1: a method whose params are a list, `sum {numbers: [..]}`.
@@ -48,8 +49,8 @@ fn sum_adds_a_list_of_numbers() {
 #[test]
 #[ignore]
 fn oversize_frame_is_answered_before_hanging_up() {
-    let mut stream: TcpStream = common::raw_connect(common::spawn_server());
-    common::send_raw(&mut stream, &[0xFF; 4]);
+    let mut stream: TcpStream = testkit::connect(common::spawn_server());
+    testkit::send_raw(&mut stream, &[0xFF; 4]);
     let answer = read_frame(&mut stream)
         .expect("a whole frame")
         .expect("an answer before the server hangs up");
@@ -57,7 +58,7 @@ fn oversize_frame_is_answered_before_hanging_up() {
     let error = answer["error"].as_str().unwrap_or_default();
     assert!(error.contains("exceeds the maximum"), "{answer}");
     assert!(
-        common::closed_by_server(&mut stream),
+        testkit::closed_by_server(&mut stream),
         "still open after the answer"
     );
 }
