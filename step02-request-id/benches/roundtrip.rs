@@ -8,7 +8,9 @@ use std::thread;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use step02_request_id::{client::Client, server, service};
+use step02_request_id::client::Client;
+use step02_request_id::server::{self, ServerConfig};
+use step02_request_id::service::{self, ServiceCalls};
 
 /// How many calls `add_throughput_64_inflight` keeps in flight.
 const INFLIGHT: usize = 64;
@@ -16,7 +18,7 @@ const INFLIGHT: usize = 64;
 fn roundtrip(c: &mut Criterion) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    thread::spawn(move || server::run(listener, service::methods()));
+    thread::spawn(move || server::run(listener, service::methods(), ServerConfig::default()));
     let client = Client::connect(addr).unwrap();
 
     c.bench_function("add_roundtrip_seq", |b| {

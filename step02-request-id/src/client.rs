@@ -18,9 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::protocol::{Meta, Request, Response, RpcError, read_frame, write_frame};
+use crate::frame::{read_frame, write_frame};
+use crate::lock;
+use crate::protocol::{Meta, Request, Response, RpcError};
 
 // ANCHOR: call_error
 /// Why a call failed.
@@ -167,9 +169,7 @@ impl PendingCalls {
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        // Nothing panics while holding this lock, so it is never poisoned;
-        // `into_inner` says so without an `unwrap`.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.table)
     }
 
     /// Adds call `id`; returns the channel its answer will arrive on.
@@ -249,7 +249,7 @@ impl Connection {
     /// Writes one request as one frame. The lock is held for the whole
     /// frame, so two callers' requests never interleave on the wire.
     fn send(&self, body: &[u8]) -> io::Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = lock(&self.writer);
         let sent = write_frame(&mut *writer, body);
         // A request too large to send was refused before any byte went out.
         // Any other failure (a reset, the I/O timeout) may have sent part
@@ -359,26 +359,6 @@ impl Client {
         let pending = &self.connection.pending;
         pending.unknown_responses.load(Ordering::Relaxed)
     }
-
-    /// Calls `add {a, b}`.
-    pub fn add(&self, a: f64, b: f64) -> Result<f64, CallError> {
-        let result = self.call("add", json!({ "a": a, "b": b }))?;
-        as_number(result)
-    }
-
-    /// Calls `divide {a, b}`.
-    pub fn divide(&self, a: f64, b: f64) -> Result<f64, CallError> {
-        let result = self.call("divide", json!({ "a": a, "b": b }))?;
-        as_number(result)
-    }
-
-    /// Calls `sleep {ms}`, which answers after `ms` milliseconds.
-    pub fn sleep(&self, ms: u64) -> Result<u64, CallError> {
-        let result = self.call("sleep", json!({ "ms": ms }))?;
-        result
-            .as_u64()
-            .ok_or_else(|| CallError::BadResponse(format!("expected a whole number, got {result}")))
-    }
 }
 
 // ANCHOR: read_responses
@@ -451,11 +431,4 @@ fn answer(response: Response) -> Answer {
             "`ok` is {ok}, which disagrees with its `result` or `error`"
         ))),
     }
-}
-
-/// A result that should be a number, or the error that it is not.
-fn as_number(result: Value) -> Result<f64, CallError> {
-    result
-        .as_f64()
-        .ok_or_else(|| CallError::BadResponse(format!("expected a number, got {result}")))
 }

@@ -1,33 +1,44 @@
 //! # Step 2: request ids
 //!
-//! Step 1 could only have one call at a time on a connection, because the
-//! only way to match an answer to its call was order. Now every request
-//! carries an `id` chosen by the client, every response carries the id it
-//! answers, and so a connection can carry many calls at once, answered in
-//! whatever order they finish: a slow call no longer holds up a fast one.
-//! Responses also grow a shape a program can use, `ok` and an error `code`.
-//!
-//! The transport is a blocking TCP connection from `std::net`, with one
-//! thread per connection and now one per request on the server. Each
-//! message is a *frame*: a 4-byte big-endian length followed by that many
-//! bytes of UTF-8 JSON.
+//! Every request now carries an `id` chosen by the client and every
+//! response the id it answers, so one connection carries many calls at
+//! once, answered in whatever order they finish: a slow call no longer
+//! holds up a fast one. The server runs each request on a thread of its own.
 //!
 //! ## Layout
 //!
-//! - [`protocol`]: the wire types (`Request` with its `Meta`, `Response`
-//!   with its `RpcError`) and framing (`read_frame`, `write_frame`,
-//!   `MAX_FRAME_LEN`).
-//! - [`server`]: accepts connections and runs each request on its own
-//!   thread, writing answers as they finish; `Methods` maps method names to
-//!   handlers.
-//! - [`client`]: a `Client` many threads can share, its `PendingCalls`
-//!   table, and the reader thread that matches answers to calls by id.
-//! - [`service`]: the example methods, `add`, `divide` and `sleep`.
+//! - [`frame`]: cuts messages out of the byte stream (`read_frame`,
+//!   `write_frame`, `MAX_FRAME_LEN`).
+//! - [`protocol`]: the messages (`Request` with its `Meta`, `Response` with
+//!   its `RpcError`) and how a frame's body is read as a request. No I/O.
+//! - [`methods`]: the method registry, `Methods`: names to handlers.
+//! - [`server`]: the transport: accepts connections and answers each
+//!   connection's requests; `ServerConfig` holds its limits.
+//! - [`client`]: the generic client: a `Client` many threads can share, its
+//!   `PendingCalls` table, and the reader thread that matches answers to
+//!   calls by id.
+//! - [`service`]: the example service: its methods, `add`, `divide` and
+//!   `sleep`, and their typed client calls (`ServiceCalls`).
 //! - [`load`]: the load generator behind `step02-client bench`; not part of
 //!   the RPC itself, it measures it.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 pub mod client;
+pub mod frame;
 pub mod load;
+pub mod methods;
 pub mod protocol;
 pub mod server;
 pub mod service;
+
+// ANCHOR: lock
+/// Locks `mutex`, even if a thread panicked while holding it.
+///
+/// No code in this crate panics while holding one of its locks, so a
+/// poisoned lock still guards consistent data; `into_inner` says so once,
+/// here, instead of an `unwrap` at every call site.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+// ANCHOR_END: lock

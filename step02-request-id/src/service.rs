@@ -1,4 +1,5 @@
-//! The example methods this step's server offers.
+//! The example service: the methods the server offers, and the typed calls
+//! a client makes to them.
 //!
 //! Each method takes its parameters as a JSON object, `{"a": .., "b": ..}`
 //! or `{"ms": ..}`, and checks their shape itself: step 4 replaces that
@@ -7,9 +8,10 @@
 use std::thread;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::server::Methods;
+use crate::client::{CallError, Client};
+use crate::methods::Methods;
 
 // ANCHOR: methods
 /// The table of every method this step offers.
@@ -75,4 +77,46 @@ fn finite(x: f64) -> Result<Value, String> {
     } else {
         Err("result is not a finite number".to_string())
     }
+}
+
+// ANCHOR: service_calls
+/// The example service's calls, typed, on the generic [`Client`].
+///
+/// The client only moves requests and answers; this trait is what knows
+/// that `add` takes `{a, b}` and answers a number. A program imports it to
+/// write `client.add(5.0, 3.0)` instead of building JSON by hand.
+pub trait ServiceCalls {
+    /// Calls `add {a, b}`.
+    fn add(&self, a: f64, b: f64) -> Result<f64, CallError>;
+    /// Calls `divide {a, b}`.
+    fn divide(&self, a: f64, b: f64) -> Result<f64, CallError>;
+    /// Calls `sleep {ms}`, which answers after `ms` milliseconds.
+    fn sleep(&self, ms: u64) -> Result<u64, CallError>;
+}
+
+impl ServiceCalls for Client {
+    fn add(&self, a: f64, b: f64) -> Result<f64, CallError> {
+        let result = self.call("add", json!({ "a": a, "b": b }))?;
+        as_number(result)
+    }
+
+    fn divide(&self, a: f64, b: f64) -> Result<f64, CallError> {
+        let result = self.call("divide", json!({ "a": a, "b": b }))?;
+        as_number(result)
+    }
+
+    fn sleep(&self, ms: u64) -> Result<u64, CallError> {
+        let result = self.call("sleep", json!({ "ms": ms }))?;
+        result
+            .as_u64()
+            .ok_or_else(|| CallError::BadResponse(format!("expected a whole number, got {result}")))
+    }
+}
+// ANCHOR_END: service_calls
+
+/// A result that should be a number, or the error that it is not.
+fn as_number(result: Value) -> Result<f64, CallError> {
+    result
+        .as_f64()
+        .ok_or_else(|| CallError::BadResponse(format!("expected a number, got {result}")))
 }

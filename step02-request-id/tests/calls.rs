@@ -6,10 +6,11 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
+use common::rpc::client::{CallError, Client, ClientConfig};
+use common::rpc::service::MAX_SLEEP_MS;
+use common::rpc::service::ServiceCalls;
 use common::spawn_server;
 use serde_json::json;
-use step02_request_id::client::{CallError, Client, ClientConfig};
-use step02_request_id::service::MAX_SLEEP_MS;
 
 #[test]
 fn add_and_divide_work_across_tcp() {

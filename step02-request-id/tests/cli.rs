@@ -2,22 +2,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::Command;
 
-use serde_json::{Value, json};
-use step02_request_id::client::Client;
-use step02_request_id::protocol::{read_frame, write_frame};
-
-const CLIENT: &str = env!("CARGO_BIN_EXE_step02-client");
-const SERVER: &str = env!("CARGO_BIN_EXE_step02-server");
+use common::rpc::client::Client;
+use common::rpc::service::ServiceCalls;
+use serde_json::json;
+use testkit::{FakeServer, Reply};
 
 #[test]
 fn the_demo_passes_against_a_real_server() {
     let addr = common::spawn_server();
-    let output = Command::new(CLIENT)
+    let output = Command::new(common::bin("client"))
         .args(["--addr", &addr.to_string()])
         .output()
         .unwrap();
@@ -36,18 +31,13 @@ fn the_demo_passes_against_a_real_server() {
 #[test]
 fn the_demo_fails_against_a_server_that_lies() {
     // Answers every request with 0, which is right for no call in the demo.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        while let Ok(Some(request)) = read_frame(&mut stream) {
-            let request: Value = serde_json::from_slice(&request).unwrap();
-            let lie = json!({"id": request["id"], "ok": true, "result": 0});
-            write_frame(&mut stream, lie.to_string().as_bytes()).unwrap();
-        }
+    let server = FakeServer::start(|request| {
+        vec![Reply::Json(
+            json!({"id": request["id"], "ok": true, "result": 0}),
+        )]
     });
-    let output = Command::new(CLIENT)
-        .args(["--addr", &addr.to_string()])
+    let output = Command::new(common::bin("client"))
+        .args(["--addr", &server.addr().to_string()])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -55,47 +45,9 @@ fn the_demo_fails_against_a_server_that_lies() {
     assert!(stderr.contains("wrong answers"), "{stderr}");
 }
 
-/// Kills the server process when dropped, even if the test panics first.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_server_binary_serves_on_the_port_it_prints() {
-    let mut server = KillOnDrop(
-        Command::new(SERVER)
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let result =
-        Client::connect(addr).and_then(|c| c.add(20.0, 22.0).map_err(std::io::Error::other));
-    drop(server);
-    assert_eq!(result.unwrap(), 42.0);
-}
-
-#[test]
-fn both_binaries_explain_themselves() {
-    for bin in [CLIENT, SERVER] {
-        let output = Command::new(bin).arg("--help").output().unwrap();
-        assert!(output.status.success());
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(text.contains("--addr"), "{text}");
-    }
+    let (_server, addr) = testkit::start_server(&common::bin("server"), &[]);
+    let client = Client::connect(addr).unwrap();
+    assert_eq!(client.add(20.0, 22.0).unwrap(), 42.0);
 }

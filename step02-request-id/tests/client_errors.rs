@@ -1,14 +1,17 @@
 //! A bad or truncated response is an error for the caller, never a panic or
 //! a hang. Each test stands up a fake server that answers with raw bytes.
 
+mod common;
+
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use step02_request_id::client::{CallError, Client, ClientConfig};
-use step02_request_id::protocol::{read_frame, write_frame};
+use common::rpc::client::{CallError, Client, ClientConfig};
+use common::rpc::service::ServiceCalls;
+use testkit::{read_frame, write_frame};
 
 /// A one-connection fake server: reads one request frame, writes `reply`
 /// verbatim, and closes the connection. The client's first call on a

@@ -7,15 +7,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{STUCK, raw_connect, spawn_server};
+use common::rpc::client::Client;
+use common::spawn_server;
 use serde_json::json;
-use step02_request_id::client::Client;
-use step02_request_id::protocol::{read_frame, write_frame};
+use testkit::{STUCK, connect};
+use testkit::{read_frame, write_frame};
 
 /// Sends `request` as one frame on a fresh connection; returns the
 /// response's exact bytes.
 fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     write_frame(&mut stream, request.as_bytes()).unwrap();
     let response = read_frame(&mut stream).unwrap().expect("an answer");
     String::from_utf8(response).unwrap()

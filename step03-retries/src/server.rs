@@ -12,7 +12,6 @@
 //! top to bottom. What it costs (a thread per idle connection and one per
 //! running request, under crude bounds) is what later steps fix.
 
-use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,60 +19,12 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::protocol::{MAX_FRAME_LEN, Request, Response, RpcError, read_frame, write_frame};
-
-// ANCHOR: methods
-/// A method's code: takes the request's `params`, returns a result or an
-/// error for the caller. A plain message converts into an error with the
-/// code `method_error`; a handler that needs another code, such as
-/// `unavailable`, builds the `RpcError` itself.
-///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// and request thread.
-pub type Handler = Box<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
-
-/// The table of methods a server offers, by name.
-#[derive(Default)]
-pub struct Methods {
-    /// Method name to code. Filled before the server starts, read-only after.
-    handlers: HashMap<String, Handler>,
-}
-
-impl Methods {
-    /// An empty table.
-    pub fn new() -> Methods {
-        Methods::default()
-    }
-
-    /// Offers `handler` under `name`, replacing any method of that name.
-    pub fn register(
-        &mut self,
-        name: &str,
-        handler: impl Fn(&Value) -> Result<Value, RpcError> + Send + Sync + 'static,
-    ) {
-        self.handlers.insert(name.to_string(), Box::new(handler));
-    }
-
-    /// Runs the method a request names and answers under the request's id.
-    /// An unknown name is an error response, not a server error: the caller
-    /// made the mistake.
-    pub fn call(&self, request: &Request) -> Response {
-        let id = Some(request.id);
-        match self.handlers.get(&request.method) {
-            Some(handler) => match handler(&request.params) {
-                Ok(result) => Response::success(request.id, result),
-                Err(error) => Response::failure(id, error),
-            },
-            None => {
-                let message = format!("unknown method `{}`", request.method);
-                Response::failure(id, RpcError::new("unknown_method", message))
-            }
-        }
-    }
-}
-// ANCHOR_END: methods
+use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::lock;
+use crate::methods::Methods;
+use crate::protocol::{Request, Response, RpcError, parse_request};
 
 // ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
@@ -109,6 +60,16 @@ impl Default for Limits {
 }
 // ANCHOR_END: limits
 
+// ANCHOR: server_config
+/// Everything a server can be configured with. Later steps add fields here
+/// (a drain timeout, heartbeats, load limits), never new `run` functions.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// What peers can make the server hold at once.
+    pub limits: Limits,
+}
+// ANCHOR_END: server_config
+
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
 ///
@@ -118,19 +79,14 @@ impl Default for Limits {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `methods` on `listener` with the default [`Limits`] until the
-/// process exits.
-pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
-    run_with(listener, methods, Limits::default())
-}
-
 // ANCHOR: run
-/// Serves `methods` on `listener` within `limits` until the process exits.
+/// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. There is no way to stop this server yet
 /// other than ending the process; graceful shutdown is step 6.
-pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
+pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
+    let limits = config.limits;
     // One table, shared read-only by every connection and request thread.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
@@ -225,12 +181,12 @@ fn serve_connection(
     let in_flight = Arc::new(InFlight::default());
 
     while let Some(body) = read_frame(&mut reader)? {
-        let request = match serde_json::from_slice::<Request>(&body) {
+        let request = match parse_request(&body) {
             Ok(request) => request,
             // The frame was fine, its contents were not. The next frame
             // starts right after this one, so the connection stays usable.
-            Err(e) => {
-                write_response(&writer, &bad_request(&body, &e))?;
+            Err((id, error)) => {
+                write_response(&writer, &Response::failure(id, error))?;
                 continue;
             }
         };
@@ -327,8 +283,7 @@ struct InFlight {
 impl InFlight {
     /// Waits until fewer than `max` requests run, then counts one more.
     fn start(self: &Arc<InFlight>, max: usize) -> RequestSlot {
-        // Nothing panics while holding this lock, so it is never poisoned.
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = lock(&self.running);
         while *running >= max {
             running = self
                 .finished
@@ -347,31 +302,11 @@ struct RequestSlot(Arc<InFlight>);
 impl Drop for RequestSlot {
     fn drop(&mut self) {
         let in_flight = &self.0;
-        *in_flight
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) -= 1;
+        *lock(&in_flight.running) -= 1;
         in_flight.finished.notify_one();
     }
 }
 // ANCHOR_END: in_flight
-
-// ANCHOR: bad_request
-/// The answer to a frame that is not a valid request.
-///
-/// It still carries the request's id when that much can be read
-/// (`{"id":7,"method":42}` is answered under id 7), so that the caller
-/// waiting on id 7 gets its answer. When not even the id can be read, the
-/// answer has `"id": null`, and no caller can be told which call failed.
-fn bad_request(body: &[u8], e: &serde_json::Error) -> Response {
-    // Parse again, loosely, just for the id: this is the rare path.
-    let id = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|request| request.get("id")?.as_u64());
-    let error = RpcError::new("bad_request", format!("bad request: {e}"));
-    Response::failure(id, error)
-}
-// ANCHOR_END: bad_request
 
 // ANCHOR: write_response
 /// Sends one response as one frame on a connection's shared write half.
@@ -384,9 +319,7 @@ fn bad_request(body: &[u8], e: &serde_json::Error) -> Response {
 fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<()> {
     // Serialise before taking the lock: only the write needs it.
     let body = encode(response);
-    // Nothing panics while holding this lock, so it is never poisoned;
-    // `into_inner` says so without an `unwrap`.
-    let mut stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut stream = lock(writer);
     write_frame(&mut *stream, &body)
 }
 // ANCHOR_END: write_response

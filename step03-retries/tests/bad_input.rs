@@ -3,19 +3,21 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{
-    assert_server_answers, closed_by_server, raw_call, raw_connect, send_raw, spawn_server,
+use common::rpc::client::Client;
+use common::rpc::frame::MAX_FRAME_LEN;
+use common::rpc::server::{Limits, ServerConfig};
+use common::rpc::service::ServiceCalls;
+use common::{assert_server_answers, spawn_server};
+use serde_json::json;
+use testkit::{
+    STUCK, closed_by_server, connect, exchange, frame, read_frame, send_raw, wait_until,
     write_until_stalled,
 };
-use serde_json::json;
-use step03_retries::protocol::{MAX_FRAME_LEN, read_frame};
 
 #[test]
 fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
     let addr = spawn_server();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     let bad_bodies: [&[u8]; 7] = [
         b"{not json",
         b"",
@@ -26,13 +28,13 @@ fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
         &[0xC3, 0x28, 0xFF],                                 // not UTF-8
     ];
     for body in bad_bodies {
-        let response = raw_call(&mut stream, body);
+        let response = exchange(&mut stream, body);
         assert_eq!(response["ok"], false, "{body:?} -> {response}");
         assert_eq!(response["error"]["code"], "bad_request", "{response}");
         let message = response["error"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with("bad request"), "{body:?} -> {response}");
         // Same connection, next frame: still answered.
-        let ok = raw_call(
+        let ok = exchange(
             &mut stream,
             br#"{"id":1,"method":"add","params":{"a":5,"b":3}}"#,
         );
@@ -43,20 +45,17 @@ fn malformed_json_gets_an_error_and_the_connection_stays_usable() {
 #[test]
 fn frames_survive_any_split_or_merge_of_the_byte_stream() {
     let addr = spawn_server();
-    let mut stream = raw_connect(addr);
-    let frame = |a: u32| {
-        let body = format!(r#"{{"id":{a},"method":"add","params":{{"a":{a},"b":1}}}}"#);
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(body.as_bytes());
-        frame
+    let mut stream = connect(addr);
+    let add = |a: u32| {
+        frame(format!(r#"{{"id":{a},"method":"add","params":{{"a":{a},"b":1}}}}"#).as_bytes())
     };
     // One request dribbled a byte per write (with Nagle off so each byte
     // really leaves alone), then two requests merged into one write.
     stream.set_nodelay(true).unwrap();
-    for byte in frame(1) {
+    for byte in add(1) {
         send_raw(&mut stream, &[byte]);
     }
-    send_raw(&mut stream, &[frame(2), frame(3)].concat());
+    send_raw(&mut stream, &[add(2), add(3)].concat());
     // Answers come in the order they finish; sort them by id.
     let mut responses: Vec<serde_json::Value> = (0..3)
         .map(|_| serde_json::from_slice(&read_frame(&mut stream).unwrap().unwrap()).unwrap())
@@ -73,10 +72,10 @@ fn a_response_too_large_for_a_frame_becomes_an_error() {
     // An unknown method's name is echoed in the error, so a name just under
     // the frame limit makes a response just over it.
     let addr = spawn_server();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     let name = "x".repeat(MAX_FRAME_LEN as usize - 20);
     let request = json!({ "id": 1, "method": name });
-    let response = raw_call(&mut stream, &serde_json::to_vec(&request).unwrap());
+    let response = exchange(&mut stream, &serde_json::to_vec(&request).unwrap());
     let error = &response["error"];
     let message = error["message"].as_str().unwrap_or_default();
     assert!(message.contains("exceeds the frame limit"), "{message:.80}");
@@ -87,7 +86,7 @@ fn a_response_too_large_for_a_frame_becomes_an_error() {
     // The details say by how much, for a program to act on.
     assert_eq!(error["details"]["max_bytes"], MAX_FRAME_LEN);
     assert!(error["details"]["bytes"].as_u64() > Some(u64::from(MAX_FRAME_LEN)));
-    let ok = raw_call(
+    let ok = exchange(
         &mut stream,
         br#"{"id":2,"method":"add","params":{"a":5,"b":3}}"#,
     );
@@ -98,11 +97,11 @@ fn a_response_too_large_for_a_frame_becomes_an_error() {
 fn oversize_length_prefix_closes_only_that_connection() {
     let addr = spawn_server();
     // A client connected before the attack must keep working through it.
-    let bystander = step03_retries::client::Client::connect(addr).unwrap();
+    let bystander = Client::connect(addr).unwrap();
     // 0xFFFFFFFF claims a 4 GiB frame; "GET " is what an HTTP client sends
     // first, and reads as a 1.2 GB length.
     for header in [[0xFF; 4], *b"GET "] {
-        let mut stream = raw_connect(addr);
+        let mut stream = connect(addr);
         send_raw(&mut stream, &header);
         assert!(closed_by_server(&mut stream), "{header:?} left open");
         assert_eq!(bystander.add(1.0, 2.0).unwrap(), 3.0);
@@ -113,7 +112,7 @@ fn oversize_length_prefix_closes_only_that_connection() {
 #[test]
 fn garbage_harms_no_other_client() {
     let addr = spawn_server();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     send_raw(&mut stream, b"hello, is this the RPC server?\r\n\r\n");
     assert!(closed_by_server(&mut stream));
     assert_server_answers(addr);
@@ -128,7 +127,7 @@ fn disconnect_mid_frame_harms_no_other_client() {
         &[0, 0, 0, 100, b'{', b'"'], // in the body
     ];
     for cut in cuts {
-        let mut stream = raw_connect(addr);
+        let mut stream = connect(addr);
         send_raw(&mut stream, cut);
         drop(stream);
         assert_server_answers(addr);
@@ -139,7 +138,7 @@ fn disconnect_mid_frame_harms_no_other_client() {
 fn a_stalled_peer_does_not_block_other_clients() {
     let addr = spawn_server();
     // Announces 100 bytes, sends 2, and then just sits there, open.
-    let mut staller = raw_connect(addr);
+    let mut staller = connect(addr);
     send_raw(&mut staller, &[0, 0, 0, 100, b'{', b'"']);
     assert_server_answers(addr);
     drop(staller);
@@ -147,18 +146,18 @@ fn a_stalled_peer_does_not_block_other_clients() {
 
 #[test]
 fn connections_beyond_the_limit_are_closed_and_the_rest_still_served() {
-    let limits = step03_retries::server::Limits {
+    let limits = Limits {
         max_connections: 2,
         ..Default::default()
     };
-    let addr = common::spawn_server_with(limits);
+    let addr = common::spawn_server_with(ServerConfig { limits });
     // A call on each proves the server has counted both connections.
-    let first = step03_retries::client::Client::connect(addr).unwrap();
-    let second = step03_retries::client::Client::connect(addr).unwrap();
+    let first = Client::connect(addr).unwrap();
+    let second = Client::connect(addr).unwrap();
     assert_eq!(first.add(1.0, 1.0).unwrap(), 2.0);
     assert_eq!(second.add(2.0, 2.0).unwrap(), 4.0);
 
-    let mut third = raw_connect(addr);
+    let mut third = connect(addr);
     assert!(
         closed_by_server(&mut third),
         "a third connection was served"
@@ -166,27 +165,24 @@ fn connections_beyond_the_limit_are_closed_and_the_rest_still_served() {
     assert_eq!(first.add(3.0, 3.0).unwrap(), 6.0);
 
     // Once a connection ends its place is free again. The server notices
-    // the end on its own thread, so poll (for up to 10 s) rather than guess.
+    // the end on its own thread, so poll rather than guess.
     drop(first);
-    let served_again = (0..200).any(|_| {
-        let answered = step03_retries::client::Client::connect(addr)
-            .ok()
-            .and_then(|client| client.add(4.0, 4.0).ok());
-        answered.is_some() || {
-            std::thread::sleep(Duration::from_millis(50));
-            false
-        }
-    });
-    assert!(
-        served_again,
-        "the freed place was never given to a new connection"
+    wait_until(
+        "the freed place is given to a new connection",
+        STUCK,
+        || {
+            Client::connect(addr)
+                .ok()
+                .and_then(|client| client.add(4.0, 4.0).ok())
+                .is_some()
+        },
     );
 }
 
 #[test]
 fn a_peer_that_never_reads_is_throttled_not_buffered() {
     let addr = spawn_server();
-    let mut flooder = raw_connect(addr);
+    let mut flooder = connect(addr);
     // Frames of one garbage byte: each earns an error response of ~130 bytes
     // that we never read. A server that kept reading regardless would have
     // to buffer those answers without bound; ours blocks writing them, stops
@@ -205,7 +201,7 @@ fn a_peer_that_never_reads_is_throttled_not_buffered() {
 #[test]
 fn a_flood_of_valid_requests_never_read_is_throttled_not_buffered() {
     let addr = spawn_server();
-    let mut flooder = raw_connect(addr);
+    let mut flooder = connect(addr);
     // Valid requests, each run on a thread of its own, each answered with an
     // error that echoes its 8 KiB method name: the answers fill the socket
     // buffers quickly. Unbounded, the server would keep reading and start a

@@ -10,14 +10,14 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
-use common::{
-    STUCK, raw_connect, send_raw, spawn_server, spawn_server_offering, spawn_server_with_hold,
-};
+use common::rpc::client::Client;
+use common::rpc::server::Limits;
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
+use common::{spawn_server, spawn_server_offering, spawn_server_with_hold};
 use serde_json::{Value, json};
-use step03_retries::client::Client;
-use step03_retries::protocol::{read_frame, write_frame};
-use step03_retries::server::Limits;
-use step03_retries::service;
+use testkit::{STUCK, connect, send_raw};
+use testkit::{read_frame, write_frame};
 
 // ANCHOR: out_of_order
 #[test]
@@ -94,7 +94,7 @@ fn concurrent_responses_never_interleave() {
     methods.register("big", move |params| {
         Ok(big(params.as_u64().ok_or("params must be a number")?))
     });
-    let mut stream = raw_connect(spawn_server_offering(methods));
+    let mut stream = connect(spawn_server_offering(methods));
 
     // Every request before reading any answer, so that all the request
     // threads are writing answers at once.
@@ -121,7 +121,7 @@ fn concurrent_responses_never_interleave() {
 fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
     let bound = Limits::default().max_in_flight_per_connection;
     let (addr, hold) = spawn_server_with_hold();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     for id in 1..=bound + 1 {
         let request = json!({"id": id, "method": "hold", "params": id});
         write_frame(&mut stream, request.to_string().as_bytes()).unwrap();

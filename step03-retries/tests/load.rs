@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use step03_retries::load;
+use common::rpc::load;
 
 #[test]
 fn load_mode_prints_one_result_line() {

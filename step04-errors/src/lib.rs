@@ -1,40 +1,49 @@
 //! # Step 4: validation and error codes
 //!
-//! Step 3's server answered every failure, but each place that failed
-//! made up its own code (`"bad_request"`, `"unavailable"`, ...), each
-//! method checked its parameters by hand, a JSON array was taken for a
-//! request, and a method that panicked left its caller waiting until its
-//! deadline. Now every frame is checked field by field, every failure has
-//! one of six codes, a typed [`protocol::ErrorCode`] that says whether a
-//! retry may help, and `details` say what exactly was wrong. Methods take
-//! their parameters as types that serde decodes, a panic in one becomes
-//! `INTERNAL`, and a server can require a shared token (`UNAUTHORIZED`).
-//!
-//! The transport is a blocking TCP connection from `std::net`, with one
-//! thread per connection and now one per request on the server. Each
-//! message is a *frame*: a 4-byte big-endian length followed by that many
-//! bytes of UTF-8 JSON.
+//! Every frame is now checked field by field, and every failure carries one
+//! of six codes, a typed [`protocol::ErrorCode`] that says whether a retry
+//! may help, with `details` naming what was wrong. Methods take typed
+//! parameters that serde decodes, a panic in one becomes `INTERNAL`, and a
+//! server can require a shared token (`UNAUTHORIZED`).
 //!
 //! ## Layout
 //!
-//! - [`protocol`]: the wire types (`Request` with its `Meta`, `Response`
-//!   with its `RpcError` and `ErrorCode`), their validation
-//!   (`parse_request`, `decode`) and framing (`read_frame`, `write_frame`,
-//!   `MAX_FRAME_LEN`).
-//! - [`server`]: accepts connections and runs each request on its own
-//!   thread, writing answers as they finish; `Methods` maps method names to
-//!   typed handlers, checks the token and catches a handler's panic; each
-//!   request is checked against its caller's deadline.
-//! - [`client`]: a `Client` many threads can share, its `PendingCalls`
-//!   table, the reader thread that matches answers to calls by id, and the
-//!   retry loop with its `RetryPolicy` and `CallOptions`.
-//! - [`service`]: the example methods, `add`, `divide`, `sleep`, `flaky`
-//!   and `explode`.
+//! - [`frame`]: cuts messages out of the byte stream (`read_frame`,
+//!   `write_frame`, `MAX_FRAME_LEN`).
+//! - [`protocol`]: the messages (`Request` with its `Meta`, `Response` with
+//!   its `RpcError` and `ErrorCode`) and their validation (`parse_request`,
+//!   `decode`). No I/O.
+//! - [`methods`]: the method registry, `Methods`: names to typed handlers,
+//!   the token check, and panic containment.
+//! - [`server`]: the transport: accepts connections and answers each
+//!   connection's requests before their deadlines; `ServerConfig` holds its
+//!   limits.
+//! - [`client`]: the generic client: a `Client` many threads can share, its
+//!   `PendingCalls` table, the reader thread that matches answers to calls
+//!   by id, and the retry loop with its `RetryPolicy` and `CallOptions`.
+//! - [`service`]: the example service: its methods, `add`, `divide`,
+//!   `sleep`, `flaky` and `explode`, and their typed client calls
+//!   (`ServiceCalls`).
 //! - [`load`]: the load generator behind `step04-client bench`; not part of
 //!   the RPC itself, it measures it.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 pub mod client;
+pub mod frame;
 pub mod load;
+pub mod methods;
 pub mod protocol;
 pub mod server;
 pub mod service;
+
+// ANCHOR: lock
+/// Locks `mutex`, even if a thread panicked while holding it.
+///
+/// No code in this crate panics while holding one of its locks, so a
+/// poisoned lock still guards consistent data; `into_inner` says so once,
+/// here, instead of an `unwrap` at every call site.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+// ANCHOR_END: lock

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{CallError, Client, ClientConfig};
+use crate::service::ServiceCalls;
 
 /// What one load run measured.
 #[derive(Debug, Clone)]

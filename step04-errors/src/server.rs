@@ -14,162 +14,19 @@
 //! Whatever goes wrong with a request, even a method that panics, its
 //! caller gets an answer with a code that says what.
 
-use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::protocol::{
-    ErrorCode, MAX_FRAME_LEN, Request, Response, RpcError, decode, parse_request, read_frame,
-    write_frame,
-};
-
-// ANCHOR: methods
-/// A method's code as the table keeps it: takes the request's `params` as
-/// JSON, returns a result as JSON or an error for the caller. One type for
-/// every method, whatever its parameters, so that one table holds them
-/// all; [`Methods::register`] wraps each typed method into it.
-///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// and request thread.
-type Handler = Box<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
-
-/// The table of methods a server offers, by name, and who may call them.
-#[derive(Default)]
-pub struct Methods {
-    /// Method name to code. Filled before the server starts, read-only after.
-    handlers: HashMap<String, Handler>,
-    /// The token every request must carry in `meta.token`, if any.
-    token: Option<String>,
-}
-
-impl Methods {
-    /// An empty table.
-    pub fn new() -> Methods {
-        Methods::default()
-    }
-
-    // ANCHOR: typed_handler
-    /// Offers `handler` under `name`, replacing any method of that name.
-    ///
-    /// The handler takes its parameters as its own type `P`, a struct
-    /// deriving `Deserialize` say, into which `params` are decoded first:
-    /// no handler checks a shape by hand, and params that do not fit are a
-    /// `BAD_REQUEST` naming the field, the handler never called.
-    pub fn register<P, R>(
-        &mut self,
-        name: &str,
-        handler: impl Fn(P) -> Result<R, RpcError> + Send + Sync + 'static,
-    ) where
-        P: DeserializeOwned,
-        R: Serialize,
-    {
-        let erased = move |params: &Value| {
-            let result = handler(decode(params, "params")?)?;
-            // A result with no JSON form (a map whose keys are not strings)
-            // is the method's bug, not the caller's.
-            serde_json::to_value(result)
-                .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))
-        };
-        self.handlers.insert(name.to_string(), Box::new(erased));
-    }
-    // ANCHOR_END: typed_handler
-
-    /// Requires `token` in the `meta.token` of every request: any other
-    /// request is answered `UNAUTHORIZED`, and no method runs for it. See
-    /// `Meta::token` for what this does and does not protect against.
-    pub fn require_token(&mut self, token: impl Into<String>) {
-        self.token = Some(token.into());
-    }
-
-    /// Runs the method a request names and answers under the request's id.
-    /// An unknown name is an error response, not a server error: the caller
-    /// made the mistake.
-    pub fn call(&self, request: &Request) -> Response {
-        let id = Some(request.id);
-        // ANCHOR: token_check
-        // Before any method is looked up: a caller without the token gets
-        // nothing run, and does not even learn which methods exist.
-        if let Some(token) = &self.token {
-            let given = request.meta.token.as_deref().unwrap_or_default();
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                let message = "missing or wrong `meta.token`";
-                return Response::failure(id, RpcError::new(ErrorCode::Unauthorized, message));
-            }
-        }
-        // ANCHOR_END: token_check
-        match self.handlers.get(&request.method) {
-            Some(handler) => match run_handler(handler, request) {
-                Ok(result) => Response::success(request.id, result),
-                Err(error) => Response::failure(id, error),
-            },
-            None => {
-                let message = format!("unknown method `{}`", request.method);
-                Response::failure(id, RpcError::new(ErrorCode::MethodNotFound, message))
-            }
-        }
-    }
-}
-// ANCHOR_END: methods
-
-// ANCHOR: catch_panic
-/// Runs a request's handler, and turns a panic in it into `INTERNAL`.
-///
-/// Unwinding would otherwise end the request's thread without an answer,
-/// and its caller would wait out its deadline. Stopped here, the thread
-/// goes on to write the answer and give back its place under the bound.
-/// The panic's message goes to the server's log, not to the peer: it may
-/// tell about the server's insides.
-///
-/// `AssertUnwindSafe` is our word that state a panic left half-changed is
-/// acceptable to go on with: here only `flaky`'s counts, behind a lock that
-/// every call takes even when poisoned. No help with `panic = "abort"`.
-fn run_handler(handler: &Handler, request: &Request) -> Result<Value, RpcError> {
-    panic::catch_unwind(AssertUnwindSafe(|| handler(&request.params))).unwrap_or_else(|payload| {
-        // `panic!` with a literal carries a `&str`, with arguments a `String`.
-        let what = (payload.downcast_ref::<&str>().copied())
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
-        let (method, id) = (&request.method, request.id);
-        eprintln!("method `{method}` panicked on request {id}: {what}");
-        let message = format!("method `{method}` failed");
-        Err(RpcError::new(ErrorCode::Internal, message))
-    })
-}
-// ANCHOR_END: catch_panic
-
-// ANCHOR: constant_time_eq
-/// Whether `a` and `b` are equal, in a time that depends on their lengths,
-/// not on where they differ.
-///
-/// `==` stops at the first byte that differs, so a guess that starts like
-/// the token is refused a little later. Averaged over enough tries, that
-/// can be measured, and the token guessed a byte at a time. This looks at
-/// every byte whatever it finds: `x ^ y` is 0 only for equal bytes, `|`
-/// folds every difference into one byte, tested once at the end.
-///
-/// It does not hide the length: different lengths return at once, which
-/// tells how long the token is, not what it is. Production code uses a
-/// crate such as `subtle`, which also keeps the optimiser from turning the
-/// fold back into an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter()
-        .zip(b)
-        .fold(0, |difference, (x, y)| difference | (x ^ y))
-        == 0
-}
-// ANCHOR_END: constant_time_eq
+use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::lock;
+use crate::methods::Methods;
+use crate::protocol::{ErrorCode, Request, Response, RpcError, parse_request};
 
 // ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
@@ -205,6 +62,16 @@ impl Default for Limits {
 }
 // ANCHOR_END: limits
 
+// ANCHOR: server_config
+/// Everything a server can be configured with. Later steps add fields here
+/// (a drain timeout, heartbeats, load limits), never new `run` functions.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// What peers can make the server hold at once.
+    pub limits: Limits,
+}
+// ANCHOR_END: server_config
+
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
 ///
@@ -214,19 +81,14 @@ impl Default for Limits {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `methods` on `listener` with the default [`Limits`] until the
-/// process exits.
-pub fn run(listener: TcpListener, methods: Methods) -> io::Result<()> {
-    run_with(listener, methods, Limits::default())
-}
-
 // ANCHOR: run
-/// Serves `methods` on `listener` within `limits` until the process exits.
+/// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. There is no way to stop this server yet
 /// other than ending the process; graceful shutdown is step 6.
-pub fn run_with(listener: TcpListener, methods: Methods, limits: Limits) -> io::Result<()> {
+pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
+    let limits = config.limits;
     // One table, shared read-only by every connection and request thread.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
@@ -422,8 +284,7 @@ struct InFlight {
 impl InFlight {
     /// Waits until fewer than `max` requests run, then counts one more.
     fn start(self: &Arc<InFlight>, max: usize) -> RequestSlot {
-        // Nothing panics while holding this lock, so it is never poisoned.
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = lock(&self.running);
         while *running >= max {
             running = self
                 .finished
@@ -442,10 +303,7 @@ struct RequestSlot(Arc<InFlight>);
 impl Drop for RequestSlot {
     fn drop(&mut self) {
         let in_flight = &self.0;
-        *in_flight
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) -= 1;
+        *lock(&in_flight.running) -= 1;
         in_flight.finished.notify_one();
     }
 }
@@ -462,9 +320,7 @@ impl Drop for RequestSlot {
 fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<()> {
     // Serialise before taking the lock: only the write needs it.
     let body = encode(response);
-    // Nothing panics while holding this lock, so it is never poisoned;
-    // `into_inner` says so without an `unwrap`.
-    let mut stream = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut stream = lock(writer);
     write_frame(&mut *stream, &body)
 }
 // ANCHOR_END: write_response
@@ -486,18 +342,4 @@ fn encode(response: &Response) -> Vec<u8> {
         return serde_json::to_vec(&Response::failure(response.id, error)).expect("valid JSON");
     }
     body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_is_plain_equality() {
-        assert!(constant_time_eq(b"token", b"token") && constant_time_eq(b"", b""));
-        for other in [&b"tokex"[..], b"xoken", b"token-2", b"toke", b""] {
-            assert!(!constant_time_eq(b"token", other), "{other:?}");
-            assert!(!constant_time_eq(other, b"token"), "{other:?}");
-        }
-    }
 }

@@ -6,11 +6,12 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
+use common::rpc::client::{CallError, Client, ClientConfig};
+use common::rpc::protocol::ErrorCode;
+use common::rpc::service::MAX_SLEEP_MS;
+use common::rpc::service::ServiceCalls;
 use common::spawn_server;
 use serde_json::json;
-use step04_errors::client::{CallError, Client, ClientConfig};
-use step04_errors::protocol::ErrorCode;
-use step04_errors::service::MAX_SLEEP_MS;
 
 #[test]
 fn add_and_divide_work_across_tcp() {

@@ -8,10 +8,12 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{STUCK, raw_call, raw_connect, spawn_server_with_hold};
+use common::rpc::client::{CallError, CallOptions, Client};
+use common::rpc::service::ServiceCalls;
+use common::spawn_server_with_hold;
 use serde_json::{Value, json};
-use step04_errors::client::{CallError, CallOptions, Client};
-use step04_errors::protocol::{read_frame, write_frame};
+use testkit::{STUCK, connect, exchange};
+use testkit::{read_frame, write_frame};
 
 /// Sends a `hold` request with `timeout_ms` as one raw frame.
 fn send_hold(stream: &mut TcpStream, timeout_ms: u64) {
@@ -62,7 +64,7 @@ fn late_response_after_timeout_is_dropped() {
 #[test]
 fn server_answers_timeout_for_work_past_its_deadline() {
     let (addr, hold) = spawn_server_with_hold();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     send_hold(&mut stream, 50);
     hold.started.recv_timeout(STUCK).unwrap();
     // The deadline was set when the request was read, before the method
@@ -76,14 +78,14 @@ fn server_answers_timeout_for_work_past_its_deadline() {
 
     // The connection goes on.
     let add = br#"{"id":2,"method":"add","params":{"a":1,"b":2}}"#;
-    assert_eq!(raw_call(&mut stream, add)["result"], 3.0);
+    assert_eq!(exchange(&mut stream, add)["result"], 3.0);
 }
 // ANCHOR_END: server_deadline_test
 
 #[test]
 fn server_skips_work_whose_deadline_has_passed() {
     let (addr, hold) = spawn_server_with_hold();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     // No time left: had `hold` run, it would wait for a release that never
     // comes, and this read would time out.
     send_hold(&mut stream, 0);

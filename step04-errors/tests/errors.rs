@@ -8,15 +8,15 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{
-    assert_server_answers, raw_call, raw_connect, spawn_server, spawn_server_offering,
-    spawn_server_with,
-};
+use common::rpc::client::{CallError, Client, ClientConfig};
+use common::rpc::protocol::{ErrorCode, RpcError};
+use common::rpc::server::{Limits, ServerConfig};
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
+use common::{assert_server_answers, spawn_server, spawn_server_offering, spawn_server_with};
 use serde_json::{Value, json};
-use step04_errors::client::{CallError, Client, ClientConfig};
-use step04_errors::protocol::{ErrorCode, RpcError, read_frame, write_frame};
-use step04_errors::server::Limits;
-use step04_errors::service;
+use testkit::{connect, exchange};
+use testkit::{read_frame, write_frame};
 
 // ANCHOR: malformed_table
 #[test]
@@ -95,9 +95,9 @@ fn every_malformed_request_maps_to_its_documented_code() {
         ),
     ];
     // All on one connection: none of them closes it.
-    let mut stream = raw_connect(spawn_server());
+    let mut stream = connect(spawn_server());
     for (body, expected) in cases {
-        let mut response = raw_call(&mut stream, body.as_bytes());
+        let mut response = exchange(&mut stream, body.as_bytes());
         // `get_mut`, not `[..]`, which would add an `"error": null`.
         if let Some(error) = response.get_mut("error").and_then(Value::as_object_mut) {
             let message = error.remove("message").unwrap_or_default();
@@ -116,11 +116,12 @@ fn the_server_survives_a_panicking_handler() {
     // its place: else the third would never start, and the reads below
     // would time out.
     let bound = 2;
-    let addr = spawn_server_with(Limits {
+    let limits = Limits {
         max_in_flight_per_connection: bound,
         ..Limits::default()
-    });
-    let mut stream = raw_connect(addr);
+    };
+    let addr = spawn_server_with(ServerConfig { limits });
+    let mut stream = connect(addr);
     let panics = 5;
     assert!(panics > bound);
     for id in 1..=panics {
@@ -141,7 +142,7 @@ fn the_server_survives_a_panicking_handler() {
 
     // The same connection, and a new one, are served as before.
     let add = br#"{"id":6,"method":"add","params":{"a":1,"b":2}}"#;
-    assert_eq!(raw_call(&mut stream, add)["result"], 3.0);
+    assert_eq!(exchange(&mut stream, add)["result"], 3.0);
     assert_server_answers(addr);
 }
 // ANCHOR_END: panic_test

@@ -10,14 +10,14 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
-use common::{
-    STUCK, raw_connect, send_raw, spawn_server, spawn_server_offering, spawn_server_with_hold,
-};
+use common::rpc::client::Client;
+use common::rpc::server::Limits;
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
+use common::{spawn_server, spawn_server_offering, spawn_server_with_hold};
 use serde_json::{Value, json};
-use step04_errors::client::Client;
-use step04_errors::protocol::{read_frame, write_frame};
-use step04_errors::server::Limits;
-use step04_errors::service;
+use testkit::{STUCK, connect, send_raw};
+use testkit::{read_frame, write_frame};
 
 // ANCHOR: out_of_order
 #[test]
@@ -92,7 +92,7 @@ fn concurrent_responses_never_interleave() {
     let big = |id: u64| Value::from(format!("{id:08}").repeat(64 * 1024));
     let mut methods = service::methods();
     methods.register("big", move |id: u64| Ok(big(id)));
-    let mut stream = raw_connect(spawn_server_offering(methods));
+    let mut stream = connect(spawn_server_offering(methods));
 
     // Every request before reading any answer, so that all the request
     // threads are writing answers at once.
@@ -119,7 +119,7 @@ fn concurrent_responses_never_interleave() {
 fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
     let bound = Limits::default().max_in_flight_per_connection;
     let (addr, hold) = spawn_server_with_hold();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     for id in 1..=bound + 1 {
         let request = json!({"id": id, "method": "hold", "params": id});
         write_frame(&mut stream, request.to_string().as_bytes()).unwrap();

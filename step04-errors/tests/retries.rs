@@ -12,11 +12,15 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{STUCK, spawn_server, spawn_server_offering};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig, RetryPolicy};
+use common::rpc::protocol::{ErrorCode, RpcError};
+use common::rpc::server::{self, ServerConfig};
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
+use common::{spawn_server, spawn_server_offering};
 use serde_json::{Value, json};
-use step04_errors::client::{CallError, CallOptions, Client, ClientConfig, RetryPolicy};
-use step04_errors::protocol::{ErrorCode, RpcError, read_frame, write_frame};
-use step04_errors::{server, service};
+use testkit::STUCK;
+use testkit::{read_frame, write_frame};
 
 /// A fake server that reports every request it reads. It cuts each of the
 /// first `cuts` requests' connections without answering, and answers the
@@ -107,7 +111,9 @@ fn a_call_that_never_left_is_retried_even_if_not_idempotent() {
         sleep: Arc::new(move |_| {
             restart.call_once(|| {
                 let listener = TcpListener::bind(addr).unwrap();
-                thread::spawn(move || server::run(listener, service::methods()));
+                thread::spawn(move || {
+                    server::run(listener, service::methods(), ServerConfig::default())
+                });
             })
         }),
         ..ClientConfig::default()

@@ -9,9 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use step02_request_id::client::{CallError, Client};
 use step02_request_id::load;
+use step02_request_id::service::ServiceCalls;
 
-/// Step 2 client: one connection, many calls in flight on it at once.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address of the server (a host name works too: localhost:4000).
     #[arg(long, default_value = "127.0.0.1:4000", global = true)]

@@ -4,10 +4,11 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 use clap::Parser;
-use step02_request_id::{server, service};
+use step02_request_id::server::{self, ServerConfig};
+use step02_request_id::service;
 
-/// Step 2 server: blocking, one thread per connection and one per request.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address to listen on. Port 0 lets the OS pick a free one.
     #[arg(long, default_value = "127.0.0.1:4000")]
@@ -20,6 +21,6 @@ fn main() -> anyhow::Result<()> {
         TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     // The tour (and you) read the real address here, port 0 resolved.
     println!("listening on {}", listener.local_addr()?);
-    server::run(listener, service::methods())?;
+    server::run(listener, service::methods(), ServerConfig::default())?;
     Ok(())
 }

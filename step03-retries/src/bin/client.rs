@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use step03_retries::client::{CallError, CallOptions, Client};
 use step03_retries::load;
+use step03_retries::service::ServiceCalls;
 
-/// Step 3 client: many calls on one connection, with deadlines and retries.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address of the server (a host name works too: localhost:4000).
     #[arg(long, default_value = "127.0.0.1:4000", global = true)]

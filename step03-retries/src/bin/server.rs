@@ -4,11 +4,11 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 use clap::Parser;
-use step03_retries::{server, service};
+use step03_retries::server::{self, ServerConfig};
+use step03_retries::service;
 
-/// Step 3 server: blocking, one thread per connection and one per request,
-/// answering `timeout` for work its caller no longer waits for.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address to listen on. Port 0 lets the OS pick a free one.
     #[arg(long, default_value = "127.0.0.1:4000")]
@@ -21,6 +21,6 @@ fn main() -> anyhow::Result<()> {
         TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     // The tour (and you) read the real address here, port 0 resolved.
     println!("listening on {}", listener.local_addr()?);
-    server::run(listener, service::methods())?;
+    server::run(listener, service::methods(), ServerConfig::default())?;
     Ok(())
 }

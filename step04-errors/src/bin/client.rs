@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use step04_errors::client::{CallError, CallOptions, Client, ClientConfig};
 use step04_errors::load;
 use step04_errors::protocol::ErrorCode;
+use step04_errors::service::ServiceCalls;
 
-/// Step 4 client: many calls on one connection, and every error code.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address of the server (a host name works too: localhost:4000).
     #[arg(long, default_value = "127.0.0.1:4000", global = true)]

@@ -5,11 +5,11 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 use clap::Parser;
-use step04_errors::{server, service};
+use step04_errors::server::{self, ServerConfig};
+use step04_errors::service;
 
-/// Step 4 server: blocking, one thread per connection and one per request,
-/// answering every failure with one of six error codes.
 #[derive(Parser)]
+#[command(about)]
 struct Args {
     /// Address to listen on. Port 0 lets the OS pick a free one.
     #[arg(long, default_value = "127.0.0.1:4000")]
@@ -30,6 +30,6 @@ fn main() -> anyhow::Result<()> {
     if let Some(token) = args.token {
         methods.require_token(token);
     }
-    server::run(listener, methods)?;
+    server::run(listener, methods, ServerConfig::default())?;
     Ok(())
 }

@@ -8,13 +8,16 @@
 //! and make them pass. `cargo xtask exercises` checks that each one fails
 //! on the step as shipped and passes with the solution in `exercises/`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{raw_call, raw_connect, spawn_server, spawn_server_offering};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
+use common::rpc::protocol::ErrorCode;
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
+use common::{spawn_server, spawn_server_offering};
 use serde_json::{Value, json};
-use step04_errors::client::{CallError, CallOptions, Client, ClientConfig};
-use step04_errors::protocol::ErrorCode;
-use step04_errors::service;
+use testkit::{connect, exchange};
 
 // ANCHOR: not_implemented
 /// Exercise 1 (required): a seventh code. `power {a, b}` is planned but not
@@ -26,11 +29,11 @@ use step04_errors::service;
 #[ignore]
 fn a_stub_method_is_not_implemented() {
     let addr = spawn_server();
-    let mut stream = raw_connect(addr);
+    let mut stream = connect(addr);
     let power = br#"{"id":1,"method":"power","params":{"a":2,"b":10}}"#;
-    let response = raw_call(&mut stream, power);
+    let response = exchange(&mut stream, power);
     assert_eq!(response["error"]["code"], "NOT_IMPLEMENTED", "{response}");
-    let typo = raw_call(&mut stream, br#"{"id":2,"method":"powr"}"#);
+    let typo = exchange(&mut stream, br#"{"id":2,"method":"powr"}"#);
     assert_eq!(typo["error"]["code"], "METHOD_NOT_FOUND", "{typo}");
 
     // Through the client: a code it could not read would be a bad
@@ -58,16 +61,16 @@ fn a_stub_method_is_not_implemented() {
 #[test]
 #[ignore]
 fn method_not_found_lists_the_methods_there_are() {
-    let mut stream = raw_connect(spawn_server());
-    let response = raw_call(&mut stream, br#"{"id":1,"method":"multiply"}"#);
+    let mut stream = connect(spawn_server());
+    let response = exchange(&mut stream, br#"{"id":1,"method":"multiply"}"#);
     assert_eq!(response["error"]["code"], "METHOD_NOT_FOUND", "{response}");
     let allowed = json!({"allowed": ["add", "divide", "explode", "flaky", "sleep"]});
     assert_eq!(response["error"]["details"], allowed);
 
     let mut methods = service::methods();
     methods.require_token("s3cret");
-    let mut stream = raw_connect(spawn_server_offering(methods));
-    let response = raw_call(&mut stream, br#"{"id":1,"method":"multiply"}"#);
+    let mut stream = connect(spawn_server_offering(methods));
+    let response = exchange(&mut stream, br#"{"id":1,"method":"multiply"}"#);
     assert_eq!(response["error"]["code"], "UNAUTHORIZED", "{response}");
     assert_eq!(response["error"]["details"], Value::Null);
 }

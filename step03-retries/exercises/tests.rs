@@ -8,17 +8,19 @@
 //! and make them pass. `cargo xtask exercises` checks that each one fails
 //! on the step as shipped and passes with the solution in `exercises/`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
+use common::rpc::protocol::RpcError;
+use common::rpc::service;
+use common::rpc::service::ServiceCalls;
 use common::{spawn_server, spawn_server_offering};
 use serde_json::json;
-use step03_retries::client::{CallError, CallOptions, Client, ClientConfig};
-use step03_retries::protocol::RpcError;
-use step03_retries::service;
 
 fn idempotent() -> CallOptions {
     CallOptions {

@@ -8,17 +8,16 @@
 //! and make them pass. `cargo xtask exercises` checks that each one fails
 //! on the step as shipped and passes with the solution in `exercises/`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
-use std::thread;
+use std::net::TcpStream;
 
-use common::STUCK;
+use common::rpc::client::Client;
+use common::rpc::server::Limits;
+use common::rpc::service::ServiceCalls;
 use serde_json::{Value, json};
-use step02_request_id::client::Client;
-use step02_request_id::protocol::{read_frame, write_frame};
-use step02_request_id::server::Limits;
+use testkit::{FakeServer, Reply, STUCK, read_frame, write_frame};
 
 /// Reads one response frame as JSON.
 fn read_response(stream: &mut TcpStream) -> Value {
@@ -33,13 +32,13 @@ fn read_response(stream: &mut TcpStream) -> Value {
 #[ignore]
 fn a_duplicate_id_in_flight_is_refused() {
     let (addr, hold) = common::spawn_server_with_hold();
-    let mut stream = common::raw_connect(addr);
+    let mut stream = testkit::connect(addr);
     write_frame(&mut stream, br#"{"id":1,"method":"hold","params":"first"}"#).unwrap();
     hold.started.recv_timeout(STUCK).unwrap();
 
     // Id 1 is still running: a second request with id 1 is refused.
     let add = br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#;
-    let refused = common::raw_call(&mut stream, add);
+    let refused = testkit::exchange(&mut stream, add);
     assert_eq!(refused["id"], 1);
     assert_eq!(refused["error"]["code"], "duplicate_id", "{refused}");
 
@@ -49,7 +48,7 @@ fn a_duplicate_id_in_flight_is_refused() {
         read_response(&mut stream),
         json!({"id": 1, "ok": true, "result": "first"})
     );
-    let again = common::raw_call(&mut stream, add);
+    let again = testkit::exchange(&mut stream, add);
     assert_eq!(again, json!({"id": 1, "ok": true, "result": 3.0}));
 }
 // ANCHOR_END: duplicate_id
@@ -62,7 +61,7 @@ fn a_duplicate_id_in_flight_is_refused() {
 fn a_request_over_the_bound_is_refused_not_queued() {
     let bound = Limits::default().max_in_flight_per_connection as u64;
     let (addr, hold) = common::spawn_server_with_hold();
-    let mut stream = common::raw_connect(addr);
+    let mut stream = testkit::connect(addr);
     for id in 1..=bound {
         let request = json!({"id": id, "method": "hold", "params": id});
         write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
@@ -72,7 +71,7 @@ fn a_request_over_the_bound_is_refused_not_queued() {
     }
 
     let add = |id: u64| json!({"id": id, "method": "add", "params": {"a": 1, "b": 2}});
-    let refused = common::raw_call(&mut stream, add(bound + 1).to_string().as_bytes());
+    let refused = testkit::exchange(&mut stream, add(bound + 1).to_string().as_bytes());
     assert_eq!(refused["id"], bound + 1);
     assert_eq!(refused["error"]["code"], "server_busy", "{refused}");
 
@@ -83,7 +82,7 @@ fn a_request_over_the_bound_is_refused_not_queued() {
     for _ in 0..bound {
         assert_eq!(read_response(&mut stream)["ok"], true);
     }
-    let admitted = common::raw_call(&mut stream, add(bound + 2).to_string().as_bytes());
+    let admitted = testkit::exchange(&mut stream, add(bound + 2).to_string().as_bytes());
     assert_eq!(
         admitted,
         json!({"id": bound + 2, "ok": true, "result": 3.0})
@@ -97,26 +96,18 @@ fn a_request_over_the_bound_is_refused_not_queued() {
 #[test]
 #[ignore]
 fn add_and_divide_say_they_are_idempotent() {
-    // A fake server that reports each request and answers it with 1.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (seen, requests) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        while let Ok(Some(body)) = read_frame(&mut stream) {
-            let request: Value = serde_json::from_slice(&body).unwrap();
-            let answer = json!({"id": request["id"], "ok": true, "result": 1});
-            write_frame(&mut stream, answer.to_string().as_bytes()).unwrap();
-            seen.send(request).unwrap();
-        }
+    // A fake server that answers every request with 1.
+    let server = FakeServer::start(|request| {
+        vec![Reply::Json(
+            json!({"id": request["id"], "ok": true, "result": 1}),
+        )]
     });
-
-    let client = Client::connect(addr).unwrap();
+    let client = Client::connect(server.addr()).unwrap();
     client.add(1.0, 2.0).unwrap();
     client.divide(1.0, 2.0).unwrap();
     client.call("add", json!({"a": 1, "b": 2})).unwrap();
     let idempotent: Vec<Value> = (0..3)
-        .map(|_| requests.recv_timeout(STUCK).unwrap()["meta"]["idempotent"].clone())
+        .map(|_| server.request_json()["meta"]["idempotent"].clone())
         .collect();
     assert_eq!(idempotent, [true, true, false]);
 }
