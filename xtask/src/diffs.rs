@@ -1,12 +1,14 @@
 //! Each step's diff against its predecessor, generated into the book.
 //!
-//! This is the diff a learner gets from
-//! `git diff --no-index step01-basic step02-request-id`, less two things:
-//! `exercises/` (solution patches: a diff of diffs is unreadable, and the
-//! chapter's exercise section covers them) and build output.
+//! This is the diff a learner gets from `cargo xtask diff 01 02`: the two
+//! step directories compared file by file, less `exercises/` (each step's
+//! own exercises and solution patches; the chapter's exercise section covers
+//! them) and build output, and with the old step's name read as the new
+//! one's, so that a line differing only by the step's name is not shown.
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -40,7 +42,8 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     let mut body = String::new();
     let (mut total_added, mut total_removed) = (0, 0);
     for file in &files {
-        let (before, after) = (read(&old.dir.join(file))?, read(&new.dir.join(file))?);
+        let before = read(&old.dir.join(file))?.map(|text| renamed(&text, old, new));
+        let after = read(&new.dir.join(file))?;
         if before == after {
             continue;
         }
@@ -70,10 +73,13 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     }
 
     let mut out = format!(
-        "# {} -> {}: {} files changed, +{total_added} -{total_removed}\n",
+        "# {} -> {}: {} files changed, +{total_added} -{total_removed}\n\
+         # ({} is read as {} throughout, so renames alone do not show)\n",
         old.name,
         new.name,
-        summary.len()
+        summary.len(),
+        old.name,
+        new.name,
     );
     for line in summary {
         out.push_str(&line);
@@ -84,6 +90,54 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     Ok(out)
 }
 // ANCHOR_END: render
+
+/// `text` from the `old` step with its names replaced by the `new` step's:
+/// the package (`step01-basic`), the crate (`step01_basic`) and the binary
+/// prefix (`step01-server`, `step01-client`).
+fn renamed(text: &str, old: &Step, new: &Step) -> String {
+    let crate_name = |step: &Step| step.name.replace('-', "_");
+    text.replace(&old.name, &new.name)
+        .replace(&crate_name(old), &crate_name(new))
+        .replace(&format!("{}-", old.short()), &format!("{}-", new.short()))
+}
+
+/// Prints the diff between two steps, coloured when stdout is a terminal.
+pub fn print(root: &Path, from: u32, to: u32) -> Result<()> {
+    let (old, new) = (
+        steps::select(root, Some(from))?,
+        steps::select(root, Some(to))?,
+    );
+    let diff = render(&old[0], &new[0])?;
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", if colour { coloured(&diff) } else { diff });
+    Ok(())
+}
+
+/// `diff` with ANSI colours: file headers bold, hunk headers cyan, added
+/// lines green, removed lines red.
+fn coloured(diff: &str) -> String {
+    let mut out = String::with_capacity(diff.len() * 2);
+    for line in diff.lines() {
+        let colour = if line.starts_with("+++") || line.starts_with("---") {
+            "1"
+        } else if line.starts_with("@@") {
+            "36"
+        } else if line.starts_with('+') {
+            "32"
+        } else if line.starts_with('-') {
+            "31"
+        } else {
+            ""
+        };
+        if colour.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&format!("\x1b[{colour}m{line}\x1b[0m"));
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// A file's text, `None` if it does not exist. A file that is not UTF-8 is
 /// an error rather than silently left out of the diff.
@@ -143,6 +197,10 @@ mod tests {
             &[
                 ("src/same.rs", "same\n"),
                 ("src/lib.rs", "one\ntwo\n"),
+                (
+                    "src/named.rs",
+                    "use step01_a;\n// step01-a, step01-server\n",
+                ),
                 ("exercises/x.patch", "old"),
                 ("target/junk", "old"),
             ],
@@ -153,6 +211,10 @@ mod tests {
             &[
                 ("src/same.rs", "same\n"),
                 ("src/lib.rs", "one\n2\n"),
+                (
+                    "src/named.rs",
+                    "use step02_b;\n// step02-b, step02-server\n",
+                ),
                 ("src/new.rs", "new\n"),
                 ("exercises/x.patch", "new"),
                 ("target/junk", "new"),
@@ -162,8 +224,9 @@ mod tests {
         assert!(diff.starts_with("# step01-a -> step02-b: 2 files changed, +2 -1\n"));
         assert!(diff.contains("--- a/step01-a/src/lib.rs\n+++ b/step02-b/src/lib.rs\n"));
         assert!(diff.contains("-two\n+2\n"));
+        assert_eq!(coloured("+a\n").trim_end(), "\x1b[32m+a\x1b[0m");
         assert!(diff.contains("--- /dev/null\n+++ b/step02-b/src/new.rs\n"));
-        for absent in ["same.rs", "x.patch", "junk"] {
+        for absent in ["same.rs", "named.rs", "x.patch", "junk"] {
             assert!(!diff.contains(absent), "{absent} in\n{diff}");
         }
         fs::remove_dir_all(&root).unwrap();

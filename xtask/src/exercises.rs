@@ -1,7 +1,7 @@
 //! `cargo xtask exercises`: every exercise is real.
 //!
 //! An exercise is a patch `stepNN-*/exercises/NAME.patch` (the reference
-//! solution) and an `#[ignore]`d test `fn NAME` in `tests/exercises.rs`.
+//! solution) and an `#[ignore]`d test `fn NAME` in `exercises/tests.rs`.
 //! For each one this proves, as rustlings' `dev check` does for its own:
 //!
 //! 1. on the step as shipped the test compiles and *fails*;
@@ -66,7 +66,7 @@ fn check_one(root: &Path, work: &Path, step: &Step, name: &str, patch: &Path) ->
     let patch_text = fs::read_to_string(patch)?;
     // The solution may change any test that its new behaviour breaks, but
     // not the exercise test or the helpers it relies on.
-    if patch_text.contains("/tests/exercises.rs") || patch_text.contains("/tests/common/") {
+    if patch_text.contains("/exercises/tests.rs") || patch_text.contains("/tests/common/") {
         bail!("the solution edits the exercise test or its helpers");
     }
 
@@ -80,7 +80,7 @@ fn check_one(root: &Path, work: &Path, step: &Step, name: &str, patch: &Path) ->
         Verdict::Passed => bail!("its test passes without the solution"),
         Verdict::DidNotRun => bail!(
             "its test did not run on the step as shipped (does `fn {name}` exist, \
-             and does tests/exercises.rs compile?)\n{}",
+             and does exercises/tests.rs compile?)\n{}",
             String::from_utf8_lossy(&unsolved.stderr)
         ),
     }

@@ -5,6 +5,7 @@
 //! so adding a step never means editing this crate.
 //!
 //! - `tour`: run every step's server and client as real processes.
+//! - `diff A B`: print the diff between two steps, as the book shows it.
 //! - `diffs`: write each step's diff against its predecessor into the book.
 //! - `transcripts`: write each step's client transcript into the book.
 //! - `exercises`: prove each exercise fails unsolved and passes solved.
@@ -36,6 +37,13 @@ enum Command {
         /// Only this step (by number, e.g. `--step 1`).
         #[arg(long)]
         step: Option<u32>,
+    },
+    /// Print what changed between two steps (e.g. `diff 03 04`), as the chapter explains it.
+    Diff {
+        /// The older step's number.
+        from: u32,
+        /// The newer step's number.
+        to: u32,
     },
     /// Write each step's diff against the previous step into book/src/diffs/.
     Diffs {
@@ -72,6 +80,7 @@ fn main() -> Result<()> {
     let root = steps::repo_root()?;
     match Args::parse().command {
         Command::Tour { step } => tour::tour(&root, step),
+        Command::Diff { from, to } => diffs::print(&root, from, to),
         Command::Diffs { check } => diffs::diffs(&root, check),
         Command::Transcripts { check } => tour::transcripts(&root, check),
         Command::Exercises { step } => exercises::exercises(&root, step),
