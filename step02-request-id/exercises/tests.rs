@@ -106,7 +106,7 @@ fn add_and_divide_say_they_are_idempotent() {
     client.add(1.0, 2.0).unwrap();
     client.divide(1.0, 2.0).unwrap();
     client.call("add", json!({"a": 1, "b": 2})).unwrap();
-    let idempotent: Vec<Value> = (0..3)
+    let idempotent: Vec<_> = (0..3)
         .map(|_| server.request_json()["meta"]["idempotent"].clone())
         .collect();
     assert_eq!(idempotent, [true, true, false]);
