@@ -34,13 +34,11 @@ pub enum Response {
 }
 // ANCHOR_END: messages
 
-// ANCHOR: parse_request
 /// Reads a request out of a frame's body. The error is the message the
 /// caller gets back: the frame was fine, its contents were not.
 pub fn parse_request(body: &[u8]) -> Result<Request, String> {
     serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))
 }
-// ANCHOR_END: parse_request
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,6 @@
 
 use std::io::{self, Read, Write};
 
-// ANCHOR: max_frame_len
 /// The largest frame body either side accepts: 1 MiB.
 ///
 /// The length prefix comes from the peer, so it cannot be trusted: without
@@ -25,9 +24,7 @@ use std::io::{self, Read, Write};
 /// its body is read, and the connection is closed, because after an unread
 /// body we no longer know where the next frame starts.
 pub const MAX_FRAME_LEN: u32 = 1024 * 1024;
-// ANCHOR_END: max_frame_len
 
-// ANCHOR: read_frame
 /// Reads one frame and returns its body.
 ///
 /// Returns `Ok(None)` when the peer closed the connection cleanly, between
@@ -72,9 +69,7 @@ pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     }
     Ok(Some(body))
 }
-// ANCHOR_END: read_frame
 
-// ANCHOR: write_frame
 /// Writes `body` as one frame: its length, then the bytes.
 ///
 /// Refuses a body over [`MAX_FRAME_LEN`], which the peer would refuse anyway.
@@ -99,7 +94,6 @@ pub fn write_frame(writer: &mut impl Write, body: &[u8]) -> io::Result<()> {
     writer.write_all(&frame)?;
     writer.flush()
 }
-// ANCHOR_END: write_frame
 
 #[cfg(test)]
 mod tests {

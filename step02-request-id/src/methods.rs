@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::protocol::{Request, Response, RpcError};
 
-// ANCHOR: methods
 /// A method's code: takes the request's `params`, returns a result or an
 /// error message for the caller.
 ///
@@ -57,4 +56,3 @@ impl Methods {
         }
     }
 }
-// ANCHOR_END: methods

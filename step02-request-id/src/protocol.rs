@@ -35,7 +35,6 @@ pub struct Request {
     pub meta: Meta,
 }
 
-// ANCHOR: meta
 /// What a caller says about a call besides what to run.
 ///
 /// This step's server carries `meta` but does not act on it yet: step 3
@@ -52,9 +51,7 @@ pub struct Meta {
     /// once, so that it is safe to retry.
     pub idempotent: bool,
 }
-// ANCHOR_END: meta
 
-// ANCHOR: response
 /// The answer to one request, tagged with that request's id.
 ///
 /// On the wire, `{"id":1,"ok":true,"result":8.0}` on success and
@@ -124,7 +121,6 @@ impl RpcError {
         }
     }
 }
-// ANCHOR_END: response
 // ANCHOR_END: messages
 
 // ANCHOR: parse_request

@@ -58,7 +58,6 @@ impl Default for Limits {
 }
 // ANCHOR_END: limits
 
-// ANCHOR: server_config
 /// Everything a server can be configured with. Later steps add fields here
 /// (a drain timeout, heartbeats, load limits), never new `run` functions.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +65,6 @@ pub struct ServerConfig {
     /// What peers can make the server hold at once.
     pub limits: Limits,
 }
-// ANCHOR_END: server_config
 
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
@@ -77,7 +75,6 @@ pub struct ServerConfig {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-// ANCHOR: run
 /// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
@@ -140,7 +137,6 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
     }
     Ok(())
 }
-// ANCHOR_END: run
 
 /// One connection's place under [`Limits::max_connections`], given back
 /// when the connection's thread ends, however it ends.
@@ -188,7 +184,6 @@ fn serve_connection(
                 continue;
             }
         };
-        // ANCHOR: thread_per_request
         // One thread per request, so that this loop is at once free to read
         // the next request while this one runs. The cost: starting and
         // ending a thread takes far longer than `add` itself (the
@@ -226,7 +221,6 @@ fn serve_connection(
             let error = RpcError::new("server_busy", message);
             write_response(&writer, &Response::failure(Some(id), error))?;
         }
-        // ANCHOR_END: thread_per_request
     }
     Ok(())
 }

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use crate::client::{CallError, Client};
 use crate::methods::Methods;
 
-// ANCHOR: methods
 /// The table of every method this step offers.
 pub fn methods() -> Methods {
     let mut methods = Methods::new();
@@ -37,7 +36,6 @@ fn divide(params: &Value) -> Result<Value, String> {
     }
     finite(a / b)
 }
-// ANCHOR_END: methods
 
 // ANCHOR: sleep
 /// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
@@ -79,7 +77,6 @@ fn finite(x: f64) -> Result<Value, String> {
     }
 }
 
-// ANCHOR: service_calls
 /// The example service's calls, typed, on the generic [`Client`].
 ///
 /// The client only moves requests and answers; this trait is what knows
@@ -112,7 +109,6 @@ impl ServiceCalls for Client {
             .ok_or_else(|| CallError::BadResponse(format!("expected a whole number, got {result}")))
     }
 }
-// ANCHOR_END: service_calls
 
 /// A result that should be a number, or the error that it is not.
 fn as_number(result: Value) -> Result<f64, CallError> {

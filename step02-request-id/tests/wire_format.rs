@@ -42,7 +42,6 @@ fn the_client_sends_the_documented_request() {
     );
 }
 
-// ANCHOR: wire_examples
 #[test]
 fn the_server_answers_in_the_documented_format() {
     let addr = spawn_server();
@@ -69,7 +68,6 @@ fn the_server_answers_in_the_documented_format() {
         assert_eq!(exchange(addr, request), response, "for {request}");
     }
 }
-// ANCHOR_END: wire_examples
 
 #[test]
 fn a_bad_request_is_answered_under_its_id_if_it_can_be_read() {

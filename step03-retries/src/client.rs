@@ -31,7 +31,6 @@ use crate::frame::{read_frame, write_frame};
 use crate::lock;
 use crate::protocol::{Meta, Request, Response, RpcError};
 
-// ANCHOR: call_error
 /// Why a call failed.
 ///
 /// The five cases want different reactions from a caller: `Server` is an
@@ -59,7 +58,6 @@ pub enum CallError {
     /// still have run on the server: only its answer was given up on.
     Timeout,
 }
-// ANCHOR_END: call_error
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,7 +123,6 @@ impl CallError {
 }
 // ANCHOR_END: retryable
 
-// ANCHOR: client_config
 /// How a client behaves. [`Client::connect`] uses `ClientConfig::default()`.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -183,7 +180,6 @@ impl Default for ClientConfig {
         }
     }
 }
-// ANCHOR_END: client_config
 
 // ANCHOR: retry_policy
 /// How many times, and how far apart, a call that failed for a passing
@@ -275,7 +271,6 @@ pub struct CallOptions {
 }
 // ANCHOR_END: call_options
 
-// ANCHOR: pending_calls
 /// What a call returns, on its way from the reader thread to the caller.
 type Answer = Result<Value, CallError>;
 
@@ -379,7 +374,6 @@ impl PendingCalls {
         }
     }
 }
-// ANCHOR_END: pending_calls
 
 /// One connection, shared by every clone of a [`Client`].
 struct Connection {
@@ -520,7 +514,6 @@ impl Client {
     }
     // ANCHOR_END: reconnect
 
-    // ANCHOR: call
     /// Calls `method` with `params` and waits for its answer, while calls
     /// from other threads on the same connection come and go.
     ///
@@ -530,7 +523,6 @@ impl Client {
     pub fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         self.call_with(method, params, &CallOptions::default())
     }
-    // ANCHOR_END: call
 
     // ANCHOR: retry_loop
     /// Calls `method` with `params` as `options` say, trying again when
@@ -668,7 +660,6 @@ impl Client {
     }
 }
 
-// ANCHOR: read_responses
 /// The reader thread: reads every response on the connection and hands
 /// each to the call waiting for its id, until the connection ends; then
 /// fails every call still waiting, and every later one, with why.
@@ -715,7 +706,6 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
     // Tell the server too, if it is still there.
     let _ = reader.get_ref().shutdown(Shutdown::Both);
 }
-// ANCHOR_END: read_responses
 
 /// Whether a failed attempt's request may have reached the server, which
 /// decides whether a call that is not idempotent may be sent again.

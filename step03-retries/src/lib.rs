@@ -34,7 +34,6 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 
-// ANCHOR: lock
 /// Locks `mutex`, even if a thread panicked while holding it.
 ///
 /// No code in this crate panics while holding one of its locks, so a
@@ -43,4 +42,3 @@ pub mod service;
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
-// ANCHOR_END: lock

@@ -51,7 +51,6 @@ impl LoadReport {
     }
 }
 
-// ANCHOR: result_line
 impl fmt::Display for LoadReport {
     /// `RESULT tool=stepNN mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,7 +72,6 @@ impl fmt::Display for LoadReport {
         )
     }
 }
-// ANCHOR_END: result_line
 
 /// Runs `add` calls against `addr` from `inflight` threads sharing one
 /// connection, for `duration`.

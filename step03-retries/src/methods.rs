@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::protocol::{Request, Response, RpcError};
 
-// ANCHOR: methods
 /// A method's code: takes the request's `params`, returns a result or an
 /// error for the caller. A plain message converts into an error with the
 /// code `method_error`; a handler that needs another code, such as
@@ -57,4 +56,3 @@ impl Methods {
         }
     }
 }
-// ANCHOR_END: methods

@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-// ANCHOR: messages
 /// A call: which method to run, its parameters, and the id its answer will
 /// carry.
 ///
@@ -35,7 +34,6 @@ pub struct Request {
     pub meta: Meta,
 }
 
-// ANCHOR: meta
 /// What a caller says about a call besides what to run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -62,9 +60,7 @@ pub struct Meta {
     /// server only sees it.
     pub idempotent: bool,
 }
-// ANCHOR_END: meta
 
-// ANCHOR: response
 /// The answer to one request, tagged with that request's id.
 ///
 /// On the wire, `{"id":1,"ok":true,"result":8.0}` on success and
@@ -149,10 +145,7 @@ impl From<&str> for RpcError {
         RpcError::new("method_error", message)
     }
 }
-// ANCHOR_END: response
-// ANCHOR_END: messages
 
-// ANCHOR: parse_request
 /// Reads a request out of a frame's body. The error is the answer the
 /// caller gets back: the frame was fine, its contents were not.
 ///
@@ -172,7 +165,6 @@ pub fn parse_request(body: &[u8]) -> Result<Request, (Option<u64>, RpcError)> {
         )
     })
 }
-// ANCHOR_END: parse_request
 
 #[cfg(test)]
 mod tests {

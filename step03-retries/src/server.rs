@@ -26,7 +26,6 @@ use crate::lock;
 use crate::methods::Methods;
 use crate::protocol::{Request, Response, RpcError, parse_request};
 
-// ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
 ///
 /// Threads are what a peer can exhaust here: every connection costs one,
@@ -58,9 +57,7 @@ impl Default for Limits {
         }
     }
 }
-// ANCHOR_END: limits
 
-// ANCHOR: server_config
 /// Everything a server can be configured with. Later steps add fields here
 /// (a drain timeout, heartbeats, load limits), never new `run` functions.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +65,6 @@ pub struct ServerConfig {
     /// What peers can make the server hold at once.
     pub limits: Limits,
 }
-// ANCHOR_END: server_config
 
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
@@ -79,7 +75,6 @@ pub struct ServerConfig {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-// ANCHOR: run
 /// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
@@ -142,7 +137,6 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
     }
     Ok(())
 }
-// ANCHOR_END: run
 
 /// One connection's place under [`Limits::max_connections`], given back
 /// when the connection's thread ends, however it ends.
@@ -154,7 +148,6 @@ impl Drop for ConnectionSlot {
     }
 }
 
-// ANCHOR: serve_connection
 /// Reads requests on one connection and starts each on its own thread, at
 /// most `max_in_flight` at once, until the peer closes the connection or
 /// breaks the framing.
@@ -195,7 +188,6 @@ fn serve_connection(
         // why a duration). Too far off to count is no deadline at all.
         let deadline = (request.meta.timeout_ms)
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        // ANCHOR: thread_per_request
         // One thread per request, so that this loop is at once free to read
         // the next request while this one runs. The cost: starting and
         // ending a thread takes far longer than `add` itself (the
@@ -231,11 +223,9 @@ fn serve_connection(
             let error = RpcError::new("server_busy", message);
             write_response(&writer, &Response::failure(Some(id), error))?;
         }
-        // ANCHOR_END: thread_per_request
     }
     Ok(())
 }
-// ANCHOR_END: serve_connection
 
 // ANCHOR: server_deadline
 /// Runs the request's method, if its caller still waits for the answer.
@@ -269,7 +259,6 @@ fn call_before(methods: &Methods, request: &Request, deadline: Option<Instant>) 
 }
 // ANCHOR_END: server_deadline
 
-// ANCHOR: in_flight
 /// The requests of one connection that are running, and a way to wait
 /// until one of them finishes.
 #[derive(Default)]
@@ -306,9 +295,7 @@ impl Drop for RequestSlot {
         in_flight.finished.notify_one();
     }
 }
-// ANCHOR_END: in_flight
 
-// ANCHOR: write_response
 /// Sends one response as one frame on a connection's shared write half.
 ///
 /// Request threads finish whenever they finish, so two may want to write
@@ -322,7 +309,6 @@ fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<
     let mut stream = lock(writer);
     write_frame(&mut *stream, &body)
 }
-// ANCHOR_END: write_response
 
 /// Serialises a response, replacing one too large to send with an error
 /// that says so: better than closing the connection on an honest caller.

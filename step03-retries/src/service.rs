@@ -17,7 +17,6 @@ use crate::lock;
 use crate::methods::Methods;
 use crate::protocol::RpcError;
 
-// ANCHOR: methods
 /// The table of every method this step offers.
 pub fn methods() -> Methods {
     let mut methods = Methods::new();
@@ -42,9 +41,7 @@ fn divide(params: &Value) -> Result<Value, RpcError> {
     }
     finite(a / b)
 }
-// ANCHOR_END: methods
 
-// ANCHOR: sleep
 /// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
 /// for as long as it sleeps, so a caller must not be able to ask for hours.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -62,7 +59,6 @@ fn sleep(params: &Value) -> Result<Value, RpcError> {
     thread::sleep(Duration::from_millis(ms));
     Ok(ms.into())
 }
-// ANCHOR_END: sleep
 
 // ANCHOR: flaky
 /// The most keys `flaky` remembers. Past that it forgets them all: each key
@@ -116,7 +112,6 @@ fn finite(x: f64) -> Result<Value, RpcError> {
     }
 }
 
-// ANCHOR: service_calls
 /// The example service's calls, typed, on the generic [`Client`].
 ///
 /// The client only moves requests and answers; this trait is what knows
@@ -149,7 +144,6 @@ impl ServiceCalls for Client {
             .ok_or_else(|| CallError::BadResponse(format!("expected a whole number, got {result}")))
     }
 }
-// ANCHOR_END: service_calls
 
 /// A result that should be a number, or the error that it is not.
 fn as_number(result: Value) -> Result<f64, CallError> {

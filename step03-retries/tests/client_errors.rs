@@ -127,7 +127,6 @@ fn an_unreadable_response_ends_the_connection() {
     }
 }
 
-// ANCHOR: unknown_id
 #[test]
 fn a_response_with_an_unknown_id_is_dropped_and_counted() {
     let addr = fake_server(frames(&[
@@ -138,9 +137,7 @@ fn a_response_with_an_unknown_id_is_dropped_and_counted() {
     assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
     assert_eq!(client.unknown_responses(), 1);
 }
-// ANCHOR_END: unknown_id
 
-// ANCHOR: pending_bound
 #[test]
 fn the_pending_table_is_bounded_and_fails_fast_when_the_connection_ends() {
     // A server that reads requests, reports each, never answers, and hangs
@@ -187,4 +184,3 @@ fn the_pending_table_is_bounded_and_fails_fast_when_the_connection_ends() {
     // connects anew, which is refused here.
     assert!(matches!(client.add(1.0, 2.0), Err(CallError::Io(_))));
 }
-// ANCHOR_END: pending_bound

@@ -31,7 +31,6 @@ use crate::frame::{read_frame, write_frame};
 use crate::lock;
 use crate::protocol::{Meta, Request, Response, RpcError};
 
-// ANCHOR: call_error
 /// Why a call failed.
 ///
 /// The five cases want different reactions from a caller: `Server` is an
@@ -59,7 +58,6 @@ pub enum CallError {
     /// still have run on the server: only its answer was given up on.
     Timeout,
 }
-// ANCHOR_END: call_error
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,7 +119,6 @@ impl CallError {
 }
 // ANCHOR_END: retryable
 
-// ANCHOR: client_config
 /// How a client behaves. [`Client::connect`] uses `ClientConfig::default()`.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -183,9 +180,7 @@ impl Default for ClientConfig {
         }
     }
 }
-// ANCHOR_END: client_config
 
-// ANCHOR: retry_policy
 /// How many times, and how far apart, a call that failed for a passing
 /// reason is tried: gRPC's retry policy (proposal A6), whose fields are
 /// `maxAttempts`, `initialBackoff`, `backoffMultiplier`, `maxBackoff`.
@@ -218,9 +213,7 @@ impl Default for RetryPolicy {
         }
     }
 }
-// ANCHOR_END: retry_policy
 
-// ANCHOR: backoff
 impl RetryPolicy {
     /// The pause before retry `n` (1 before the second attempt, 2 before
     /// the third, ...), given `uniform`, a random number in `[0, 1)`:
@@ -245,7 +238,6 @@ impl RetryPolicy {
         Duration::from_nanos((ceiling * uniform.clamp(0.0, 1.0)) as u64)
     }
 }
-// ANCHOR_END: backoff
 
 /// A random number in `[0, 1)`, evenly spread: the default
 /// [`ClientConfig::uniform`]. Jitter needs numbers that differ between
@@ -257,7 +249,6 @@ pub fn random_uniform() -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
-// ANCHOR: call_options
 /// How one call is to be made. `CallOptions::default()` is a call with the
 /// client's default deadline that is not safe to run twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -273,9 +264,7 @@ pub struct CallOptions {
     /// caller accepts that it may run twice (it can spot duplicates).
     pub retry_non_idempotent: bool,
 }
-// ANCHOR_END: call_options
 
-// ANCHOR: pending_calls
 /// What a call returns, on its way from the reader thread to the caller.
 type Answer = Result<Value, CallError>;
 
@@ -379,7 +368,6 @@ impl PendingCalls {
         }
     }
 }
-// ANCHOR_END: pending_calls
 
 /// One connection, shared by every clone of a [`Client`].
 struct Connection {
@@ -495,7 +483,6 @@ impl Client {
         lock(&self.shared.connection)
     }
 
-    // ANCHOR: reconnect
     /// The connection to send on: the current one while it lives, else a
     /// new one in its place. So a connection that died costs the next
     /// attempt, of this call or any other, a reconnect, paced by the retry
@@ -518,9 +505,7 @@ impl Client {
         }
         Ok(Arc::clone(&slot))
     }
-    // ANCHOR_END: reconnect
 
-    // ANCHOR: call
     /// Calls `method` with `params` and waits for its answer, while calls
     /// from other threads on the same connection come and go.
     ///
@@ -530,9 +515,7 @@ impl Client {
     pub fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         self.call_with(method, params, &CallOptions::default())
     }
-    // ANCHOR_END: call
 
-    // ANCHOR: retry_loop
     /// Calls `method` with `params` as `options` say, trying again when
     /// that may help and can do no harm.
     ///
@@ -574,9 +557,7 @@ impl Client {
                 Ok(result) => return Ok(result),
                 Err(failure) => failure,
             };
-            // ANCHOR: at_most_once
             let retry = error.is_transient() && (sent == Sent::No || may_resend);
-            // ANCHOR_END: at_most_once
             if !retry || attempts >= config.retry.max_attempts {
                 return Err(error);
             }
@@ -587,9 +568,7 @@ impl Client {
             attempts += 1;
         }
     }
-    // ANCHOR_END: retry_loop
 
-    // ANCHOR: attempt
     /// One attempt at a call: a live connection, the request sent with the
     /// time left until `deadline`, and a wait for its answer until then.
     /// A failure says whether the request may have reached the server.
@@ -657,7 +636,6 @@ impl Client {
             }
         }
     }
-    // ANCHOR_END: attempt
 
     /// How many responses arrived on the current connection with an id no
     /// call was waiting for, and were dropped: late answers to calls that
@@ -669,7 +647,6 @@ impl Client {
     }
 }
 
-// ANCHOR: read_responses
 /// The reader thread: reads every response on the connection and hands
 /// each to the call waiting for its id, until the connection ends; then
 /// fails every call still waiting, and every later one, with why.
@@ -716,7 +693,6 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
     // Tell the server too, if it is still there.
     let _ = reader.get_ref().shutdown(Shutdown::Both);
 }
-// ANCHOR_END: read_responses
 
 /// Whether a failed attempt's request may have reached the server, which
 /// decides whether a call that is not idempotent may be sent again.

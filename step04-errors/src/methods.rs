@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::protocol::{ErrorCode, Request, Response, RpcError, decode};
 
-// ANCHOR: methods
 /// A method's code as the table keeps it: takes the request's `params` as
 /// JSON, returns a result as JSON or an error for the caller. One type for
 /// every method, whatever its parameters, so that one table holds them
@@ -97,7 +96,6 @@ impl Methods {
         }
     }
 }
-// ANCHOR_END: methods
 
 // ANCHOR: catch_panic
 /// Runs a request's handler, and turns a panic in it into `INTERNAL`.

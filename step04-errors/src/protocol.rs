@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
 
-// ANCHOR: messages
 /// A call: which method to run, its parameters, and the id its answer will
 /// carry.
 ///
@@ -38,12 +37,10 @@ pub struct Request {
     pub meta: Meta,
 }
 
-// ANCHOR: meta
 /// What a caller says about a call besides what to run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Meta {
-    // ANCHOR: deadline
     /// How long the caller is still willing to wait, in milliseconds,
     /// counted from when the server reads the request; `None` (`null`) for
     /// as long as it takes.
@@ -59,7 +56,6 @@ pub struct Meta {
     /// context but serialises it as the time remaining, "to prevent clock
     /// skew issues".
     pub timeout_ms: Option<u64>,
-    // ANCHOR_END: deadline
     /// True if running the call twice does no more harm than running it
     /// once, so that it is safe to retry. The client decides by it; the
     /// server only sees it.
@@ -80,9 +76,7 @@ pub struct Meta {
     pub token: Option<String>,
     // ANCHOR_END: token
 }
-// ANCHOR_END: meta
 
-// ANCHOR: response
 /// The answer to one request, tagged with that request's id.
 ///
 /// On the wire, `{"id":1,"ok":true,"result":8.0}` on success and
@@ -240,8 +234,6 @@ impl RpcError {
         }
     }
 }
-// ANCHOR_END: response
-// ANCHOR_END: messages
 
 // ANCHOR: validate
 /// Reads a frame's body as a request, or says what is wrong with it, with

@@ -28,7 +28,6 @@ use crate::lock;
 use crate::methods::Methods;
 use crate::protocol::{ErrorCode, Request, Response, RpcError, parse_request};
 
-// ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
 ///
 /// Threads are what a peer can exhaust here: every connection costs one,
@@ -60,9 +59,7 @@ impl Default for Limits {
         }
     }
 }
-// ANCHOR_END: limits
 
-// ANCHOR: server_config
 /// Everything a server can be configured with. Later steps add fields here
 /// (a drain timeout, heartbeats, load limits), never new `run` functions.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +67,6 @@ pub struct ServerConfig {
     /// What peers can make the server hold at once.
     pub limits: Limits,
 }
-// ANCHOR_END: server_config
 
 /// How long to pause after `accept` (or starting a thread) fails before
 /// trying again.
@@ -81,7 +77,6 @@ pub struct ServerConfig {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-// ANCHOR: run
 /// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
@@ -144,7 +139,6 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
     }
     Ok(())
 }
-// ANCHOR_END: run
 
 /// One connection's place under [`Limits::max_connections`], given back
 /// when the connection's thread ends, however it ends.
@@ -156,7 +150,6 @@ impl Drop for ConnectionSlot {
     }
 }
 
-// ANCHOR: serve_connection
 /// Reads requests on one connection and starts each on its own thread, at
 /// most `max_in_flight` at once, until the peer closes the connection or
 /// breaks the framing.
@@ -197,7 +190,6 @@ fn serve_connection(
         // why a duration). Too far off to count is no deadline at all.
         let deadline = (request.meta.timeout_ms)
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        // ANCHOR: thread_per_request
         // One thread per request, so that this loop is at once free to read
         // the next request while this one runs. The cost: starting and
         // ending a thread takes far longer than `add` itself (the
@@ -232,13 +224,10 @@ fn serve_connection(
             let error = RpcError::new(ErrorCode::ServerBusy, message);
             write_response(&writer, &Response::failure(Some(id), error))?;
         }
-        // ANCHOR_END: thread_per_request
     }
     Ok(())
 }
-// ANCHOR_END: serve_connection
 
-// ANCHOR: server_deadline
 /// Runs the request's method, if its caller still waits for the answer.
 ///
 /// A request whose deadline has passed before its method starts (it waited
@@ -268,9 +257,7 @@ fn call_before(methods: &Methods, request: &Request, deadline: Option<Instant>) 
     }
     response
 }
-// ANCHOR_END: server_deadline
 
-// ANCHOR: in_flight
 /// The requests of one connection that are running, and a way to wait
 /// until one of them finishes.
 #[derive(Default)]
@@ -307,9 +294,7 @@ impl Drop for RequestSlot {
         in_flight.finished.notify_one();
     }
 }
-// ANCHOR_END: in_flight
 
-// ANCHOR: write_response
 /// Sends one response as one frame on a connection's shared write half.
 ///
 /// Request threads finish whenever they finish, so two may want to write
@@ -323,7 +308,6 @@ fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<
     let mut stream = lock(writer);
     write_frame(&mut *stream, &body)
 }
-// ANCHOR_END: write_response
 
 /// Serialises a response, replacing one too large to send with an error
 /// that says so: better than closing the connection on an honest caller.

@@ -53,7 +53,6 @@ fn divide(TwoNumbers { a, b }: TwoNumbers) -> Result<f64, RpcError> {
 }
 // ANCHOR_END: methods
 
-// ANCHOR: sleep
 /// The longest `sleep` accepts: 10 seconds. Each call holds a server thread
 /// for as long as it sleeps, so a caller must not be able to ask for hours.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -75,9 +74,7 @@ fn sleep(SleepParams { ms }: SleepParams) -> Result<u64, RpcError> {
     thread::sleep(Duration::from_millis(ms));
     Ok(ms)
 }
-// ANCHOR_END: sleep
 
-// ANCHOR: flaky
 /// The most keys `flaky` remembers. Past that it forgets them all: each key
 /// costs the server memory, and callers choose the keys.
 const MAX_FLAKY_KEYS: usize = 1024;
@@ -110,7 +107,6 @@ fn flaky() -> impl Fn(FlakyParams) -> Result<u64, RpcError> + Send + Sync {
         Ok(*count)
     }
 }
-// ANCHOR_END: flaky
 
 // ANCHOR: explode
 /// `explode` panics, on purpose, whatever its params: a bug in a method,
@@ -135,7 +131,6 @@ fn finite(x: f64) -> Result<f64, RpcError> {
     }
 }
 
-// ANCHOR: service_calls
 /// The example service's calls, typed, on the generic [`Client`].
 ///
 /// The client only moves requests and answers; this trait is what knows
@@ -168,7 +163,6 @@ impl ServiceCalls for Client {
             .ok_or_else(|| CallError::BadResponse(format!("expected a whole number, got {result}")))
     }
 }
-// ANCHOR_END: service_calls
 
 /// A result that should be a number, or the error that it is not.
 fn as_number(result: Value) -> Result<f64, CallError> {

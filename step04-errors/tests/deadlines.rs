@@ -29,7 +29,6 @@ fn read_response(stream: &mut TcpStream) -> Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-// ANCHOR: late_response_test
 #[test]
 fn late_response_after_timeout_is_dropped() {
     let (addr, hold) = spawn_server_with_hold();
@@ -58,9 +57,7 @@ fn late_response_after_timeout_is_dropped() {
     assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
     assert_eq!(client.unknown_responses(), 1);
 }
-// ANCHOR_END: late_response_test
 
-// ANCHOR: server_deadline_test
 #[test]
 fn server_answers_timeout_for_work_past_its_deadline() {
     let (addr, hold) = spawn_server_with_hold();
@@ -80,7 +77,6 @@ fn server_answers_timeout_for_work_past_its_deadline() {
     let add = br#"{"id":2,"method":"add","params":{"a":1,"b":2}}"#;
     assert_eq!(exchange(&mut stream, add)["result"], 3.0);
 }
-// ANCHOR_END: server_deadline_test
 
 #[test]
 fn server_skips_work_whose_deadline_has_passed() {

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use testkit::{STUCK, connect, send_raw};
 use testkit::{read_frame, write_frame};
 
-// ANCHOR: out_of_order
 #[test]
 fn answers_out_of_order_are_matched_to_their_calls_by_id() {
     let (addr, hold) = spawn_server_with_hold();
@@ -41,7 +40,6 @@ fn answers_out_of_order_are_matched_to_their_calls_by_id() {
     assert_eq!(answer.unwrap(), json!("held"));
     held.join().unwrap().unwrap();
 }
-// ANCHOR_END: out_of_order
 
 #[test]
 fn threads_sharing_one_client_each_get_their_own_answers() {
@@ -77,7 +75,6 @@ fn dropping_the_last_clone_closes_the_connection() {
     assert!(read_frame(&mut server_side).unwrap().is_none());
 }
 
-// ANCHOR: never_interleave
 #[test]
 fn concurrent_responses_never_interleave() {
     // As many as may run at once on one connection, so that all of them
@@ -113,7 +110,6 @@ fn concurrent_responses_never_interleave() {
     }
     assert_eq!(ids, (1..=CALLS).collect());
 }
-// ANCHOR_END: never_interleave
 
 #[test]
 fn a_connection_runs_at_most_its_bound_of_requests_at_once() {

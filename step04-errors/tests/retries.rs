@@ -73,7 +73,6 @@ fn is_server_busy(result: Result<Value, CallError>) -> bool {
     matches!(result, Err(CallError::Server(error)) if error.code == ErrorCode::ServerBusy)
 }
 
-// ANCHOR: at_most_once_test
 #[test]
 fn non_idempotent_call_runs_at_most_once_even_when_the_connection_is_cut_after_sending() {
     let (addr, requests) = cutting_server(u64::MAX);
@@ -91,9 +90,7 @@ fn non_idempotent_call_runs_at_most_once_even_when_the_connection_is_cut_after_s
     let again = requests.recv_timeout(Duration::from_millis(300));
     assert!(again.is_err(), "sent twice: {again:?}");
 }
-// ANCHOR_END: at_most_once_test
 
-// ANCHOR: never_left_test
 #[test]
 fn a_call_that_never_left_is_retried_even_if_not_idempotent() {
     // A server that takes one connection, stops listening, and cuts the
@@ -125,7 +122,6 @@ fn a_call_that_never_left_is_retried_even_if_not_idempotent() {
     // request never left, so it is retried, and reaches the new server.
     assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
 }
-// ANCHOR_END: never_left_test
 
 #[test]
 fn opted_in_non_idempotent_call_is_retried() {
@@ -239,7 +235,6 @@ fn server_busy_is_retried_only_when_idempotent_and_other_codes_never() {
 }
 // ANCHOR_END: retry_by_code_test
 
-// ANCHOR: schedule_test
 #[test]
 fn backoff_schedule_is_the_documented_one() {
     // pause(n) = uniform * min(300 ms, 100 ms * 2^(n-1)): ceilings of 100,
@@ -278,9 +273,7 @@ fn backoff_schedule_is_the_documented_one() {
         assert_eq!(*pauses.lock().unwrap(), expected, "uniform = {uniform}");
     }
 }
-// ANCHOR_END: schedule_test
 
-// ANCHOR: overall_deadline_test
 #[test]
 fn overall_deadline_covers_all_attempts() {
     // Every attempt is cut, and far more are allowed than fit in 300 ms:
@@ -307,7 +300,6 @@ fn overall_deadline_covers_all_attempts() {
     // It did try again within the deadline, not just wait it out.
     assert!(requests.try_iter().count() > 1);
 }
-// ANCHOR_END: overall_deadline_test
 
 #[test]
 fn a_dead_connection_is_replaced_on_the_next_call() {

@@ -50,7 +50,6 @@ fn the_client_sends_the_documented_request() {
     );
 }
 
-// ANCHOR: wire_examples
 #[test]
 fn the_server_answers_in_the_documented_format() {
     let addr = spawn_server();
@@ -84,9 +83,7 @@ fn the_server_answers_in_the_documented_format() {
         assert_eq!(exchange(addr, request), response, "for {request}");
     }
 }
-// ANCHOR_END: wire_examples
 
-// ANCHOR: error_code_strings
 #[test]
 fn error_codes_are_the_documented_strings() {
     let codes = [
@@ -110,7 +107,6 @@ fn error_codes_are_the_documented_strings() {
         assert!(serde_json::from_value::<ErrorCode>(json!(other)).is_err());
     }
 }
-// ANCHOR_END: error_code_strings
 
 #[test]
 fn a_bad_request_is_answered_under_its_id_if_it_can_be_read() {

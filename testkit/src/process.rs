@@ -1,7 +1,8 @@
-//! The steps' binaries as real processes, killed when the test is done
-//! with them, even if it panics first.
+//! The steps' binaries as real processes, for the tests that run what the
+//! README and the tour run. Every child is killed when the test is done
+//! with it, even if the test panics first.
 
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use std::thread;
 
 use crate::STUCK;
 
-/// A child process that is killed and reaped when dropped.
+/// A child process that is killed and reaped when dropped, so that a
+/// failing test leaves no server running behind it (and no zombie).
+/// Derefs to the [`Child`], e.g. for `try_wait` or its pipes.
 pub struct KillOnDrop(pub Child);
 
 impl Deref for KillOnDrop {
@@ -29,6 +32,7 @@ impl DerefMut for KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        // Fails only if the child has exited already, which is fine.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -36,8 +40,15 @@ impl Drop for KillOnDrop {
 
 /// The path of a binary of this workspace, e.g. `step01-server`.
 ///
-/// Integration tests run from `target/<profile>/deps/`; `cargo test` builds
-/// the package's binaries beside that, in `target/<profile>/`.
+/// Tests find it from their own path rather than `CARGO_BIN_EXE_*`, so
+/// that a test file copied to the next step need not name its binaries:
+/// integration tests run from `target/<profile>/deps/`, and `cargo test`
+/// builds the package's binaries beside that, in `target/<profile>/`.
+///
+/// # Panics
+///
+/// If there is no such binary, with a message saying to run the tests
+/// through `cargo test`, which builds it.
 pub fn cargo_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let dir = exe
@@ -53,15 +64,22 @@ pub fn cargo_bin(name: &str) -> PathBuf {
     path
 }
 
-/// Starts a server binary on a free port (`--addr 127.0.0.1:0` and then
-/// `args`), and returns it with the address from its first line,
-/// `listening on ADDR`. Its stderr goes where the test's goes.
+/// Starts a server binary on a free port (`--addr 127.0.0.1:0`, then
+/// `args`), and returns it with the address it printed, `listening on
+/// ADDR`, as every step's server does first. Its stderr goes where the
+/// test's goes.
+///
+/// # Panics
+///
+/// If it cannot be started, or ends or takes [`STUCK`] without printing
+/// that line.
 pub fn start_server(bin: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
     start_server_with(bin, args, Stdio::inherit())
 }
 
-/// Like [`start_server`], with the server's stderr set to `stderr` (e.g. a
-/// pipe the test closes, to prove logging cannot take the server down).
+/// Like [`start_server`], with the server's stderr set to `stderr`: a pipe
+/// the test reads (what the server logs), or one the test closes (to prove
+/// that a failing log write cannot take the server down).
 pub fn start_server_with(bin: &Path, args: &[&str], stderr: Stdio) -> (KillOnDrop, SocketAddr) {
     let mut child = KillOnDrop(
         Command::new(bin)
@@ -72,20 +90,100 @@ pub fn start_server_with(bin: &Path, args: &[&str], stderr: Stdio) -> (KillOnDro
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
     );
-    let stdout = child.stdout.take().unwrap();
-    let (line, first) = mpsc::channel();
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let (found, address) = mpsc::channel();
     thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut text);
-        let _ = line.send(text);
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = found.send(listening_address(&mut lines));
+        // Keep reading to the end: a server whose stdout is closed fails
+        // (`println!` panics) at its next line. What it prints shows with
+        // the output of a failing test.
+        for line in lines.map_while(Result::ok) {
+            println!("server: {line}");
+        }
     });
-    let text = first
-        .recv_timeout(STUCK)
-        .expect("the server printed no first line");
-    let addr = text
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("not `listening on ADDR`: {text:?}"));
+    let addr = match address.recv_timeout(STUCK) {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(why)) => {
+            let status = child.try_wait();
+            panic!("{} {why} (exit status: {status:?})", bin.display())
+        }
+        Err(_) => panic!(
+            "{} printed no `listening on ADDR` within {STUCK:?}",
+            bin.display()
+        ),
+    };
     (child, addr)
+}
+
+/// Reads `lines` up to the first `listening on ADDR` and returns ADDR;
+/// otherwise says what was printed instead.
+fn listening_address(
+    lines: &mut impl Iterator<Item = io::Result<String>>,
+) -> Result<SocketAddr, String> {
+    let mut before = Vec::new();
+    for line in lines {
+        let line = line.map_err(|e| format!("stdout could not be read: {e}"))?;
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            return addr
+                .parse()
+                .map_err(|e| format!("printed {line:?}, whose address does not parse: {e}"));
+        }
+        before.push(line);
+    }
+    Err(format!(
+        "ended its output without `listening on ADDR`; it printed {before:?}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn the_address_is_read_from_the_listening_line() {
+        let out = "building...\nlistening on 127.0.0.1:4321\nlater\n";
+        let addr = listening_address(&mut Cursor::new(out).lines());
+        assert_eq!(addr, Ok("127.0.0.1:4321".parse().unwrap()));
+
+        let none = listening_address(&mut Cursor::new("oops\n").lines()).unwrap_err();
+        assert!(none.contains("without `listening on ADDR`"), "{none}");
+        assert!(none.contains("oops"), "{none}");
+        let bad = listening_address(&mut Cursor::new("listening on port 9\n").lines());
+        assert!(bad.unwrap_err().contains("does not parse"));
+    }
+
+    #[test]
+    #[should_panic(expected = "run the tests through `cargo test`")]
+    fn a_missing_binary_says_how_to_build_it() {
+        cargo_bin("no-such-binary");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn kill_on_drop_kills_and_reaps_the_child() {
+        use std::io::Read;
+        let mut child = KillOnDrop(
+            Command::new("sleep")
+                .arg("600")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("starting `sleep`"),
+        );
+        let pid = child.id();
+        let mut stdout = child.stdout.take().unwrap();
+        // The pipe ends only when the child is gone.
+        let (ended, end) = mpsc::channel();
+        thread::spawn(move || ended.send(stdout.read_to_end(&mut Vec::new())));
+        drop(child);
+        let read = end.recv_timeout(STUCK).expect("the child still runs");
+        assert_eq!(read.unwrap(), 0);
+        #[cfg(target_os = "linux")]
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} was not reaped"
+        );
+        let _ = pid;
+    }
 }

@@ -7,12 +7,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::process;
 use crate::steps;
-use crate::tour::{wait_with_timeout, with_server};
+use crate::tour::with_server;
 
 /// The in-flight levels every step is measured at: one call at a time, and
 /// the 64 the criterion throughput benchmark uses.
@@ -44,19 +45,17 @@ pub fn bench_report(root: &Path, secs: f64) -> Result<()> {
     for step in &steps {
         for inflight in INFLIGHT {
             let line = with_server(root, step, "release", |client_bin, addr, client_args| {
-                let client = Command::new(client_bin)
+                let mut client = Command::new(client_bin);
+                client
                     .args(["--addr", addr])
                     .args(client_args)
                     .args(["bench", "--inflight", &inflight.to_string()])
-                    .args(["--secs", &secs.to_string()])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()?;
-                let (ok, stdout, stderr) = wait_with_timeout(client)?;
-                if !ok {
-                    bail!("{} bench failed: {stderr}", step.name);
+                    .args(["--secs", &secs.to_string()]);
+                let client = process::finish_within(&mut client, process::TIMEOUT)?;
+                if !client.success {
+                    bail!("{} bench failed: {}", step.name, client.stderr);
                 }
-                Ok(stdout)
+                Ok(client.stdout)
             })?;
             eprint!("{line}");
             results.push(parse(&step.name, &line)?);

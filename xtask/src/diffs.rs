@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::Result;
 use similar::TextDiff;
@@ -30,19 +30,18 @@ pub fn diffs(root: &Path, check: bool) -> Result<()> {
     Ok(())
 }
 
-// ANCHOR: render
 /// The unified diff from `old` to `new`, file by file, preceded by a summary
 /// of what changed where.
 pub fn render(old: &Step, new: &Step) -> Result<String> {
     let mut files = BTreeSet::new();
-    files.extend(files_under(&old.dir)?);
-    files.extend(files_under(&new.dir)?);
+    files.extend(steps::files_under(&old.dir, SKIPPED_DIRS)?);
+    files.extend(steps::files_under(&new.dir, SKIPPED_DIRS)?);
 
     let mut summary = Vec::new();
     let mut body = String::new();
     let (mut total_added, mut total_removed) = (0, 0);
     for file in &files {
-        let before = read(&old.dir.join(file))?.map(|text| renamed(&text, old, new));
+        let before = read(&old.dir.join(file))?.map(|text| steps::renamed(&text, old, new));
         let after = read(&new.dir.join(file))?;
         if before == after {
             continue;
@@ -89,28 +88,27 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     out.push_str(&body);
     Ok(out)
 }
-// ANCHOR_END: render
 
-/// `text` from the `old` step with its names replaced by the `new` step's:
-/// the package (`step01-basic`), the crate (`step01_basic`) and the binary
-/// prefix (`step01-server`, `step01-client`).
-fn renamed(text: &str, old: &Step, new: &Step) -> String {
-    let crate_name = |step: &Step| step.name.replace('-', "_");
-    text.replace(&old.name, &new.name)
-        .replace(&crate_name(old), &crate_name(new))
-        .replace(&format!("{}-", old.short()), &format!("{}-", new.short()))
-}
-
-/// Prints the diff between two steps, coloured when stdout is a terminal.
-pub fn print(root: &Path, from: u32, to: u32) -> Result<()> {
-    let (old, new) = (
-        steps::select(root, Some(from))?,
-        steps::select(root, Some(to))?,
-    );
+/// `cargo xtask diff A [B]`: prints the diff from step A to step B (from
+/// step A-1 to step A if B is left out), coloured when stdout is a terminal
+/// and `NO_COLOR` is unset.
+pub fn print(root: &Path, first: u32, second: Option<u32>) -> Result<()> {
+    let (from, to) = match second {
+        Some(to) => (first, to),
+        None => (first.saturating_sub(1), first),
+    };
+    // The newer step first, so that `diff 9` complains about step 9.
+    let new = steps::select(root, Some(to))?;
+    let old = steps::select(root, Some(from))?;
     let diff = render(&old[0], &new[0])?;
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    print!("{}", if colour { coloured(&diff) } else { diff });
-    Ok(())
+    let mut stdout = std::io::stdout();
+    let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let text = if colour { coloured(&diff) } else { diff };
+    match stdout.write_all(text.as_bytes()) {
+        // `cargo xtask diff 03 04 | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
 }
 
 /// `diff` with ANSI colours: file headers bold, hunk headers cyan, added
@@ -149,36 +147,13 @@ fn read(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Every file under `dir`, relative to it, skipping [`SKIPPED_DIRS`].
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        for entry in fs::read_dir(dir.join(&relative))? {
-            let entry = entry?;
-            let path = relative.join(entry.file_name());
-            if entry.file_type()?.is_dir() {
-                if !(relative.as_os_str().is_empty()
-                    && SKIPPED_DIRS.contains(&&*entry.file_name().to_string_lossy()))
-                {
-                    pending.push(path);
-                }
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    Ok(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_diff_shows_every_changed_file_and_nothing_else() {
-        let root = std::env::temp_dir().join(format!("xtask-diff-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let root = steps::temp_dir("diff");
         let step = |number: u32, name: &str, files: &[(&str, &str)]| {
             let dir = root.join(name);
             for (file, text) in files {
@@ -196,7 +171,7 @@ mod tests {
             "step01-a",
             &[
                 ("src/same.rs", "same\n"),
-                ("src/lib.rs", "one\ntwo\n"),
+                ("src/lib.rs", "use step01_a::x;\none\ntwo\n"),
                 (
                     "src/named.rs",
                     "use step01_a;\n// step01-a, step01-server\n",
@@ -210,7 +185,7 @@ mod tests {
             "step02-b",
             &[
                 ("src/same.rs", "same\n"),
-                ("src/lib.rs", "one\n2\n"),
+                ("src/lib.rs", "use step02_b::x;\none\n2\n"),
                 (
                     "src/named.rs",
                     "use step02_b;\n// step02-b, step02-server\n",
@@ -221,14 +196,28 @@ mod tests {
             ],
         );
         let diff = render(&old, &new).unwrap();
-        assert!(diff.starts_with("# step01-a -> step02-b: 2 files changed, +2 -1\n"));
+        // The renamed `use` line is not a change: +1 -1 in lib.rs, +1 new.rs.
+        assert!(diff.starts_with(
+            "# step01-a -> step02-b: 2 files changed, +2 -1\n\
+             # (step01-a is read as step02-b throughout, so renames alone do not show)\n"
+        ));
         assert!(diff.contains("--- a/step01-a/src/lib.rs\n+++ b/step02-b/src/lib.rs\n"));
         assert!(diff.contains("-two\n+2\n"));
-        assert_eq!(coloured("+a\n").trim_end(), "\x1b[32m+a\x1b[0m");
         assert!(diff.contains("--- /dev/null\n+++ b/step02-b/src/new.rs\n"));
+        // named.rs differs only by the step's name, so it is not in the diff.
         for absent in ["same.rs", "named.rs", "x.patch", "junk"] {
             assert!(!diff.contains(absent), "{absent} in\n{diff}");
         }
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn each_kind_of_diff_line_gets_its_colour() {
+        let diff = "# summary\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n same\n-old\n+new\n";
+        assert_eq!(
+            coloured(diff),
+            "# summary\n\x1b[1m--- a/x\x1b[0m\n\x1b[1m+++ b/x\x1b[0m\n\
+             \x1b[36m@@ -1 +1 @@\x1b[0m\n same\n\x1b[31m-old\x1b[0m\n\x1b[32m+new\x1b[0m\n"
+        );
     }
 }

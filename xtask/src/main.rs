@@ -5,18 +5,29 @@
 //! so adding a step never means editing this crate.
 //!
 //! - `tour`: run every step's server and client as real processes.
-//! - `diff A B`: print the diff between two steps, as the book shows it.
+//! - `new-step NN-name`: start the next step as a renamed copy of the last
+//!   one, with empty exercises, a workspace member and a chapter stub.
+//! - `diff A B` (or `diff B`, from the step before): print the diff between
+//!   two steps as the book shows it, coloured on a terminal.
 //! - `diffs`: write each step's diff against its predecessor into the book.
 //! - `transcripts`: write each step's client transcript into the book.
-//! - `exercises`: prove each exercise fails unsolved and passes solved.
-//! - `book-check`: prove every `{{#include}}` in the book resolves.
-//! - `check`: all of the checks above, without writing anything.
+//! - `exercises`: prove each exercise fails unsolved and wrongly solved,
+//!   passes solved, and that a step's solutions pass together.
+//! - `book-check`: prove every `{{#include}}` in the book resolves and every
+//!   anchor in the steps and in xtask is included somewhere.
+//! - `check`: all of the checks above, without writing anything, and that
+//!   no step's description is still a TODO.
 //! - `bench-report`: every step's load mode in one run, for the book.
+//!
+//! `process` holds the child-process helpers the tour and the bench report
+//! share.
 
 mod bench;
 mod book;
 mod diffs;
 mod exercises;
+mod new_step;
+mod process;
 mod steps;
 mod tour;
 
@@ -38,12 +49,18 @@ enum Command {
         #[arg(long)]
         step: Option<u32>,
     },
-    /// Print what changed between two steps (e.g. `diff 03 04`), as the chapter explains it.
+    /// Start the next step (e.g. `new-step 05-async`) as a copy of the last one.
+    NewStep {
+        /// Its number and name, e.g. `05-async`.
+        spec: String,
+    },
+    /// Print what changed between two steps (e.g. `diff 03 04`, or `diff 4`
+    /// for the same), as the chapter explains it.
     Diff {
-        /// The older step's number.
-        from: u32,
+        /// The older step's number (the newer one's, if it is the only one).
+        first: u32,
         /// The newer step's number.
-        to: u32,
+        second: Option<u32>,
     },
     /// Write each step's diff against the previous step into book/src/diffs/.
     Diffs {
@@ -57,15 +74,18 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Prove every exercise's test fails on the step and passes with its solution.
+    /// Prove every exercise's test fails on the step and with each wrong
+    /// solution, and passes with its solution, alone and with its siblings'.
     Exercises {
         /// Only this step (by number).
         #[arg(long)]
         step: Option<u32>,
     },
-    /// Check that every `{{#include}}` in the book resolves to non-empty text.
+    /// Check that every `{{#include}}` in the book resolves to non-empty text,
+    /// and that every anchor in the steps and xtask is included somewhere.
     BookCheck,
-    /// Every check: diffs, transcripts, includes, exercises.
+    /// Every check: descriptions, diffs, includes and anchors, transcripts
+    /// (which run every step's server and client), exercises.
     Check,
     /// Measure every step's load mode (release builds) into the book's
     /// performance appendix.
@@ -80,7 +100,8 @@ fn main() -> Result<()> {
     let root = steps::repo_root()?;
     match Args::parse().command {
         Command::Tour { step } => tour::tour(&root, step),
-        Command::Diff { from, to } => diffs::print(&root, from, to),
+        Command::NewStep { spec } => new_step::new_step(&root, &spec),
+        Command::Diff { first, second } => diffs::print(&root, first, second),
         Command::Diffs { check } => diffs::diffs(&root, check),
         Command::Transcripts { check } => tour::transcripts(&root, check),
         Command::Exercises { step } => exercises::exercises(&root, step),
@@ -88,7 +109,8 @@ fn main() -> Result<()> {
         Command::BenchReport { secs } => bench::bench_report(&root, secs),
         Command::Check => {
             // Run them all and report every failure, not just the first.
-            let checks: [(&str, &dyn Fn() -> Result<()>); 4] = [
+            let checks: [(&str, &dyn Fn() -> Result<()>); 5] = [
+                ("descriptions", &|| steps::check_descriptions(&root)),
                 ("diffs", &|| diffs::diffs(&root, true)),
                 ("book-check", &|| book::book_check(&root)),
                 ("transcripts", &|| tour::transcripts(&root, true)),

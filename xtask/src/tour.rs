@@ -1,22 +1,14 @@
 //! The tour: every step's server and client as real processes, the way a
 //! learner runs them in two terminals, and the transcripts the book shows.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use regex::Regex;
 
+use crate::process::{self, Server};
 use crate::steps::{self, Step};
-
-/// How long a server may take to print its address, and a client to finish
-/// its demo, before the tour calls the step broken. Demos take well under a
-/// second; this only turns a hang into a failure.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cargo xtask tour [--step N]`.
 pub fn tour(root: &Path, only: Option<u32>) -> Result<()> {
@@ -65,35 +57,29 @@ fn build(root: &Path, steps: &[Step]) -> Result<()> {
     steps::run(&mut cargo)
 }
 
-// ANCHOR: run_step
 /// Starts the step's server on a free port, runs its client against it and
 /// returns what the client printed, prefixed with the commands run.
 fn run_step(root: &Path, step: &Step) -> Result<String> {
     with_server(root, step, "debug", |client_bin, addr, client_args| {
-        let client = Command::new(client_bin)
-            .args(["--addr", addr])
-            .args(client_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", client_bin.display()))?;
-        let (ok, stdout, stderr) = wait_with_timeout(client)?;
+        let mut client = Command::new(client_bin);
+        client.args(["--addr", addr]).args(client_args);
+        let client = process::finish_within(&mut client, process::TIMEOUT)?;
         let (server_args, _) = tour_args(root, step)?;
         let mut transcript = format!(
             "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
              $ {short}-client --addr {addr}{client}\n{stdout}",
+            stdout = client.stdout,
             short = step.short(),
             server = shown(&server_args),
             client = shown(client_args),
         );
-        if !ok {
-            transcript.push_str(&stderr);
+        if !client.success {
+            transcript.push_str(&client.stderr);
             bail!("the client failed:\n{transcript}");
         }
         Ok(transcript)
     })
 }
-// ANCHOR_END: run_step
 
 /// Runs the step's server (from `target/<profile>/`, with its tour
 /// arguments) on a free port while `body` gets the client binary, the
@@ -111,18 +97,11 @@ pub fn with_server<T>(
     let (server_args, client_args) = tour_args(root, step)?;
 
     // Port 0: the OS picks a free port and the server prints it.
-    let mut server = Command::new(&server_bin)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(&server_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", server_bin.display()))?;
-    let result =
-        listening_addr(&mut server).and_then(|addr| body(&client_bin, &addr, &client_args));
-    let _ = server.kill();
-    let _ = server.wait();
-    result
+    let mut command = Command::new(&server_bin);
+    command.args(["--addr", "127.0.0.1:0"]).args(&server_args);
+    // Dropping `server` when this returns stops it, whatever `body` did.
+    let server = Server::start(&mut command, process::TIMEOUT)?;
+    body(&client_bin, &server.addr, &client_args)
 }
 
 /// Extra arguments for a step's server and client in the tour, from its
@@ -168,52 +147,6 @@ fn tour_args(root: &Path, step: &Step) -> Result<(Vec<String>, Vec<String>)> {
 /// Arguments as they appear after a command in the transcript.
 fn shown(args: &[String]) -> String {
     args.iter().map(|arg| format!(" {arg}")).collect()
-}
-
-/// Reads the server's first line, `listening on ADDR`, and returns ADDR.
-fn listening_addr(server: &mut Child) -> Result<String> {
-    let stdout = server.stdout.take().context("server stdout")?;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(STEP_TIMEOUT)
-        .context("the server did not say where it listens")?;
-    match line.trim().strip_prefix("listening on ") {
-        Some(addr) => Ok(addr.to_string()),
-        None => bail!("the server's first line should be `listening on ADDR`, got {line:?}"),
-    }
-}
-
-/// Waits for a child, killing it after [`STEP_TIMEOUT`]; returns success,
-/// stdout and stderr.
-pub fn wait_with_timeout(mut child: Child) -> Result<(bool, String, String)> {
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().context("stdout")?));
-    let stderr = read_all(Box::new(child.stderr.take().context("stderr")?));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > STEP_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the client did not finish within {STEP_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let join = |handle: thread::JoinHandle<String>| handle.join().unwrap_or_default();
-    Ok((status.success(), join(stdout), join(stderr)))
 }
 
 /// Replaces what changes from run to run (ports, timings) with placeholders,

@@ -55,7 +55,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-// ANCHOR: demo
 /// Prints a transcript of a few calls; fails if any answer is wrong, or
 /// if the fast call does not overtake the slow one.
 fn demo(addr: SocketAddr) -> anyhow::Result<()> {
@@ -109,4 +108,3 @@ fn demo(addr: SocketAddr) -> anyhow::Result<()> {
     println!("add(1, 1) = {sum} (same connection, after the error)");
     Ok(())
 }
-// ANCHOR_END: demo

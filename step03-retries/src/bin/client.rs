@@ -58,7 +58,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-// ANCHOR: demo
 /// Prints a transcript of a few calls; fails if any answer is wrong, or
 /// if the fast call does not overtake the slow one.
 fn demo(addr: SocketAddr) -> anyhow::Result<()> {
@@ -73,7 +72,6 @@ fn demo(addr: SocketAddr) -> anyhow::Result<()> {
         bail!("wrong answers: add gave {sum}, divide gave {quotient}");
     }
 
-    // ANCHOR: overtake
     // A slow call and a fast one at once, from two threads, on this one
     // connection. Each thread reports its answer the moment it has it, so
     // the lines below come out in the order the answers came back.
@@ -99,7 +97,6 @@ fn demo(addr: SocketAddr) -> anyhow::Result<()> {
     if order != ["add(2, 2)", "sleep(300)"] {
         bail!("the fast call should have been answered first: {order:?}");
     }
-    // ANCHOR_END: overtake
 
     // The error comes back as an answer, and the connection still works.
     match client.divide(10.0, 0.0) {
@@ -112,7 +109,6 @@ fn demo(addr: SocketAddr) -> anyhow::Result<()> {
     println!("add(1, 1) = {sum} (same connection, after the error)");
     retries_and_deadlines(&client)
 }
-// ANCHOR_END: demo
 
 // ANCHOR: demo_retries
 /// This step's part of the demo; fails if a call is retried that must not

@@ -63,7 +63,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-// ANCHOR: demo
 /// Prints a transcript of a few calls; fails if any answer is wrong, or
 /// if the fast call does not overtake the slow one.
 fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
@@ -83,7 +82,6 @@ fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
         bail!("wrong answers: add gave {sum}, divide gave {quotient}");
     }
 
-    // ANCHOR: overtake
     // A slow call and a fast one at once, from two threads, on this one
     // connection. Each thread reports its answer the moment it has it, so
     // the lines below come out in the order the answers came back.
@@ -109,7 +107,6 @@ fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     if order != ["add(2, 2)", "sleep(300)"] {
         bail!("the fast call should have been answered first: {order:?}");
     }
-    // ANCHOR_END: overtake
 
     // The error comes back as an answer, and the connection still works.
     let quotient = client.divide(10.0, 0.0);
@@ -119,9 +116,7 @@ fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     retries_and_deadlines(&client)?;
     more_error_codes(&client, addr, token.is_some())
 }
-// ANCHOR_END: demo
 
-// ANCHOR: demo_retries
 /// This step's part of the demo; fails if a call is retried that must not
 /// be, or is not retried that should be, or outlives its deadline.
 fn retries_and_deadlines(client: &Client) -> anyhow::Result<()> {
@@ -160,7 +155,6 @@ fn retries_and_deadlines(client: &Client) -> anyhow::Result<()> {
     println!("add(2, 3) = {sum} (same connection, after the timeout)");
     Ok(())
 }
-// ANCHOR_END: demo_retries
 
 // ANCHOR: demo_errors
 /// The error codes the rest of the demo does not show; fails if a call
