@@ -173,6 +173,13 @@ fn anchor_body(text: &str, anchor: &str) -> Option<String> {
 /// The anchor name in a marker line: a comment (`//`, `#` or `<!--`) whose
 /// text is `keyword` and a name, e.g. `// ANCHOR: name`. A line that only
 /// mentions the keyword, like this doc comment, is not a marker.
+/// True for an `ANCHOR:` or `ANCHOR_END:` line: book plumbing, which
+/// mdBook leaves out of what it includes and the generated diffs leave out
+/// too.
+pub fn is_anchor_line(line: &str) -> bool {
+    marker(line, "ANCHOR:").is_some() || marker(line, "ANCHOR_END:").is_some()
+}
+
 fn marker<'a>(line: &'a str, keyword: &str) -> Option<&'a str> {
     let line = line.trim_start();
     let comment = ["//", "#", "<!--"]

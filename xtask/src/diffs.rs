@@ -3,7 +3,8 @@
 //! This is the diff a learner gets from `cargo xtask diff 01 02`: the two
 //! step directories compared file by file, less `exercises/` (each step's
 //! own exercises and solution patches; the chapter's exercise section covers
-//! them) and build output, and with the old step's name read as the new
+//! them), build output and `ANCHOR` lines (which parts a chapter shows is
+//! not part of the step), and with the old step's name read as the new
 //! one's, so that a line differing only by the step's name is not shown.
 
 use std::collections::BTreeSet;
@@ -41,8 +42,9 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
     let mut body = String::new();
     let (mut total_added, mut total_removed) = (0, 0);
     for file in &files {
-        let before = read(&old.dir.join(file))?.map(|text| steps::renamed(&text, old, new));
-        let after = read(&new.dir.join(file))?;
+        let before = read(&old.dir.join(file))?
+            .map(|text| without_anchors(&steps::renamed(&text, old, new)));
+        let after = read(&new.dir.join(file))?.map(|text| without_anchors(&text));
         if before == after {
             continue;
         }
@@ -73,7 +75,7 @@ pub fn render(old: &Step, new: &Step) -> Result<String> {
 
     let mut out = format!(
         "# {} -> {}: {} files changed, +{total_added} -{total_removed}\n\
-         # ({} is read as {} throughout, so renames alone do not show)\n",
+         # ({} is read as {} throughout and anchor lines are left out)\n",
         old.name,
         new.name,
         summary.len(),
@@ -137,6 +139,14 @@ fn coloured(diff: &str) -> String {
     out
 }
 
+/// `text` less its anchor lines: which parts a chapter includes is not
+/// part of what a step changes.
+fn without_anchors(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| !crate::book::is_anchor_line(line))
+        .collect()
+}
+
 /// A file's text, `None` if it does not exist. A file that is not UTF-8 is
 /// an error rather than silently left out of the diff.
 fn read(path: &Path) -> Result<Option<String>> {
@@ -170,7 +180,10 @@ mod tests {
             1,
             "step01-a",
             &[
-                ("src/same.rs", "same\n"),
+                (
+                    "src/same.rs",
+                    "same\n// ANCHOR: shown\n// ANCHOR_END: shown\n",
+                ),
                 ("src/lib.rs", "use step01_a::x;\none\ntwo\n"),
                 (
                     "src/named.rs",
@@ -199,12 +212,13 @@ mod tests {
         // The renamed `use` line is not a change: +1 -1 in lib.rs, +1 new.rs.
         assert!(diff.starts_with(
             "# step01-a -> step02-b: 2 files changed, +2 -1\n\
-             # (step01-a is read as step02-b throughout, so renames alone do not show)\n"
+             # (step01-a is read as step02-b throughout and anchor lines are left out)\n"
         ));
         assert!(diff.contains("--- a/step01-a/src/lib.rs\n+++ b/step02-b/src/lib.rs\n"));
         assert!(diff.contains("-two\n+2\n"));
         assert!(diff.contains("--- /dev/null\n+++ b/step02-b/src/new.rs\n"));
-        // named.rs differs only by the step's name, so it is not in the diff.
+        // named.rs differs only by the step's name, and same.rs only by its
+        // anchor lines, so neither is in the diff.
         for absent in ["same.rs", "named.rs", "x.patch", "junk"] {
             assert!(!diff.contains(absent), "{absent} in\n{diff}");
         }
