@@ -10,7 +10,7 @@ use common::rpc::service::ServiceCalls;
 use common::{assert_server_answers, spawn_server};
 use serde_json::json;
 use testkit::{
-    STUCK, closed_by_server, connect, exchange, frame, read_frame, send_raw, wait_until,
+    STUCK, closed_by_server, connect, exchange, frame, receive, send_raw, wait_until,
     write_until_stalled,
 };
 
@@ -57,9 +57,7 @@ fn frames_survive_any_split_or_merge_of_the_byte_stream() {
     }
     send_raw(&mut stream, &[add(2), add(3)].concat());
     // Answers come in the order they finish; sort them by id.
-    let mut responses: Vec<serde_json::Value> = (0..3)
-        .map(|_| serde_json::from_slice(&read_frame(&mut stream).unwrap().unwrap()).unwrap())
-        .collect();
+    let mut responses: Vec<serde_json::Value> = (0..3).map(|_| receive(&mut stream)).collect();
     responses.sort_by_key(|response| response["id"].as_u64());
     for (response, id) in responses.iter().zip(1..) {
         let expected = json!({ "id": id, "ok": true, "result": f64::from(id + 1) });
@@ -210,9 +208,7 @@ fn a_flood_of_valid_requests_never_read_is_throttled_not_buffered() {
     let mut frames = Vec::new();
     for id in 0..16 {
         let request = json!({"id": id, "method": name});
-        let body = serde_json::to_vec(&request).unwrap();
-        frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frames.extend_from_slice(&body);
+        frames.extend(frame(&serde_json::to_vec(&request).unwrap()));
     }
     let pushed_back = write_until_stalled(&mut flooder, &frames);
     assert_eq!(

@@ -105,6 +105,7 @@ fn a_quiet_connection_outlives_the_io_timeout() {
         ..ClientConfig::default()
     };
     let client = Client::connect_with(spawn_server(), config).unwrap();
+    // Idling is what is tested: there is no event to wait for, only time.
     thread::sleep(3 * io_timeout);
     assert_eq!(client.add(1.0, 1.0).unwrap(), 2.0);
 }

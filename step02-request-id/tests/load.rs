@@ -24,8 +24,9 @@ fn load_mode_prints_one_result_line() {
             "max_us",
         ];
         assert_eq!(keys, expected, "{line}");
+        let step = env!("CARGO_PKG_NAME").split('-').next().unwrap();
         assert!(line.starts_with(&format!(
-            "RESULT tool=step02 mode={mode} inflight={inflight} "
+            "RESULT tool={step} mode={mode} inflight={inflight} "
         )));
     }
 }

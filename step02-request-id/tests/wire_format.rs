@@ -3,39 +3,18 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
-use std::thread;
-
 use common::rpc::client::Client;
 use common::spawn_server;
 use serde_json::json;
-use testkit::{STUCK, connect};
-use testkit::{read_frame, write_frame};
-
-/// Sends `request` as one frame on a fresh connection; returns the
-/// response's exact bytes.
-fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut stream = connect(addr);
-    write_frame(&mut stream, request.as_bytes()).unwrap();
-    let response = read_frame(&mut stream).unwrap().expect("an answer");
-    String::from_utf8(response).unwrap()
-}
+use testkit::{FakeServer, Reply, connect, exchange_bytes};
 
 #[test]
 fn the_client_sends_the_documented_request() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sent, request) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let request = read_frame(&mut stream).unwrap().unwrap();
-        sent.send(request).unwrap();
-        // Hang up: the call fails, but the bytes were already seen.
-    });
+    // Hangs up: the call fails, but the bytes were already seen.
+    let server = FakeServer::once(vec![Reply::Close]);
     let params = json!({"a": 5, "b": 3});
-    let _ = Client::connect(addr).unwrap().call("add", params);
-    let request = String::from_utf8(request.recv_timeout(STUCK).unwrap()).unwrap();
+    let _ = Client::connect(server.addr()).unwrap().call("add", params);
+    let request = String::from_utf8(server.request()).unwrap();
     assert_eq!(
         request,
         r#"{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":null,"idempotent":false}}"#
@@ -44,7 +23,6 @@ fn the_client_sends_the_documented_request() {
 
 #[test]
 fn the_server_answers_in_the_documented_format() {
-    let addr = spawn_server();
     let cases = [
         (
             r#"{"id":7,"method":"add","params":{"a":5,"b":3}}"#,
@@ -64,18 +42,28 @@ fn the_server_answers_in_the_documented_format() {
             r#"{"id":10,"ok":true,"result":2.0}"#,
         ),
     ];
+    let mut stream = connect(spawn_server());
     for (request, response) in cases {
-        assert_eq!(exchange(addr, request), response, "for {request}");
+        let answer = String::from_utf8(exchange_bytes(&mut stream, request.as_bytes())).unwrap();
+        assert_eq!(answer, response, "for {request}");
     }
 }
 
 #[test]
 fn a_bad_request_is_answered_under_its_id_if_it_can_be_read() {
-    let addr = spawn_server();
-    let with_id = exchange(addr, r#"{"id":7,"method":42}"#);
-    assert!(with_id.starts_with(r#"{"id":7,"ok":false,"error":{"code":"bad_request","#));
-    for request in ["{not json", r#"{"id":"seven","method":"add"}"#] {
-        let no_id = exchange(addr, request);
-        assert!(no_id.starts_with(r#"{"id":null,"ok":false,"error":{"code":"bad_request","#));
+    let mut stream = connect(spawn_server());
+    let with_id = exchange_bytes(&mut stream, br#"{"id":7,"method":42}"#);
+    let text = String::from_utf8_lossy(&with_id);
+    assert!(
+        text.starts_with(r#"{"id":7,"ok":false,"error":{"code":"bad_request","#),
+        "{text}"
+    );
+    for request in [&b"{not json"[..], br#"{"id":"seven","method":"add"}"#] {
+        let no_id = exchange_bytes(&mut stream, request);
+        let text = String::from_utf8_lossy(&no_id);
+        assert!(
+            text.starts_with(r#"{"id":null,"ok":false,"error":{"code":"bad_request","#),
+            "{text}"
+        );
     }
 }

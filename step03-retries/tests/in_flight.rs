@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::Duration;
@@ -16,8 +15,7 @@ use common::rpc::service;
 use common::rpc::service::ServiceCalls;
 use common::{spawn_server, spawn_server_offering, spawn_server_with_hold};
 use serde_json::{Value, json};
-use testkit::{STUCK, connect, send_raw};
-use testkit::{read_frame, write_frame};
+use testkit::{FakeServer, STUCK, connect, frame, receive, send, send_raw};
 
 #[test]
 fn answers_out_of_order_are_matched_to_their_calls_by_id() {
@@ -63,16 +61,14 @@ fn threads_sharing_one_client_each_get_their_own_answers() {
 
 #[test]
 fn dropping_the_last_clone_closes_the_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = Client::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server_side, _) = listener.accept().unwrap();
-    server_side.set_read_timeout(Some(STUCK)).unwrap();
+    let server = FakeServer::start(|_| vec![]);
+    let client = Client::connect(server.addr()).unwrap();
     let clone = client.clone();
     drop(client);
     drop(clone);
-    // A clean end of stream, not a timeout, although the client's reader
+    // The server sees a clean end of stream, although the client's reader
     // thread still holds a handle on the socket: it was shut down.
-    assert!(read_frame(&mut server_side).unwrap().is_none());
+    server.wait_for_hang_up();
 }
 
 #[test]
@@ -98,14 +94,13 @@ fn concurrent_responses_never_interleave() {
     let mut requests = Vec::new();
     for id in 1..=CALLS {
         let request = json!({"id": id, "method": "big", "params": id});
-        write_frame(&mut requests, request.to_string().as_bytes()).unwrap();
+        requests.extend(frame(request.to_string().as_bytes()));
     }
     send_raw(&mut stream, &requests);
 
     let mut ids = HashSet::new();
     for _ in 0..CALLS {
-        let body = read_frame(&mut stream).unwrap().expect("a frame");
-        let response: Value = serde_json::from_slice(&body).expect("a whole frame");
+        let response = receive(&mut stream);
         let id = response["id"].as_u64().unwrap();
         assert_eq!(response["result"], big(id), "answer {id} is mixed up");
         assert!(ids.insert(id), "answer {id} came twice");
@@ -120,13 +115,14 @@ fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
     let mut stream = connect(addr);
     for id in 1..=bound + 1 {
         let request = json!({"id": id, "method": "hold", "params": id});
-        write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
+        send(&mut stream, request.to_string().as_bytes());
     }
     for _ in 0..bound {
         hold.started.recv_timeout(STUCK).unwrap();
     }
-    // The one over the bound is not started while the others run. (A
-    // broken bound would start it at once; waiting longer proves no more.)
+    // The one over the bound is not started while the others run. A start
+    // that never happens sends no event, so this waits: a broken bound
+    // would start it at once, and waiting longer proves no more.
     let over = hold.started.recv_timeout(Duration::from_millis(300));
     assert!(
         over.is_err(),
@@ -140,6 +136,6 @@ fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
         hold.release.send(()).unwrap();
     }
     for _ in 0..=bound {
-        assert!(read_frame(&mut stream).unwrap().is_some());
+        assert_eq!(receive(&mut stream)["ok"], true);
     }
 }

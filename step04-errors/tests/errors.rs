@@ -1,7 +1,7 @@
 //! The milestone: every malformed request is answered with its documented
 //! code and details, a method that panics costs its caller an `INTERNAL`
-//! and the server nothing, a request without the token never reaches a
-//! method, and each code says whether a retry may help.
+//! and the server nothing, and a request without the token never reaches a
+//! method.
 
 mod common;
 
@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::rpc::client::{CallError, Client, ClientConfig};
-use common::rpc::protocol::{ErrorCode, RpcError};
+use common::rpc::protocol::ErrorCode;
 use common::rpc::server::{Limits, ServerConfig};
 use common::rpc::service;
 use common::rpc::service::ServiceCalls;
 use common::{assert_server_answers, spawn_server, spawn_server_offering, spawn_server_with};
 use serde_json::{Value, json};
-use testkit::{connect, exchange};
-use testkit::{read_frame, write_frame};
+use testkit::{connect, exchange, receive, send};
 
 // ANCHOR: malformed_table
 #[test]
@@ -126,12 +125,11 @@ fn the_server_survives_a_panicking_handler() {
     assert!(panics > bound);
     for id in 1..=panics {
         let request = json!({"id": id, "method": "explode"});
-        write_frame(&mut stream, request.to_string().as_bytes()).unwrap();
+        send(&mut stream, request.to_string().as_bytes());
     }
     let mut ids = Vec::new();
     for _ in 1..=panics {
-        let body = read_frame(&mut stream).unwrap().expect("an answer");
-        let response: Value = serde_json::from_slice(&body).unwrap();
+        let response = receive(&mut stream);
         assert_eq!(response["error"]["code"], "INTERNAL", "{response}");
         // The peer learns that the method failed, not what the panic said.
         assert_eq!(response["error"]["message"], "method `explode` failed");
@@ -192,23 +190,3 @@ fn unauthorized_calls_never_reach_the_handler() {
     assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
 }
 // ANCHOR_END: unauthorized_test
-
-// ANCHOR: retryable_test
-#[test]
-fn error_codes_say_whether_a_retry_may_help() {
-    let cases = [
-        (ErrorCode::BadRequest, false),
-        (ErrorCode::MethodNotFound, false),
-        (ErrorCode::Timeout, false),
-        (ErrorCode::Internal, false),
-        (ErrorCode::Unauthorized, false),
-        (ErrorCode::ServerBusy, true),
-    ];
-    for (code, retryable) in cases {
-        assert_eq!(code.is_retryable(), retryable, "{code}");
-        // The client's retry loop decides by the same answer.
-        let error = CallError::Server(RpcError::new(code, "a reason"));
-        assert_eq!(error.is_transient(), retryable, "{code}");
-    }
-}
-// ANCHOR_END: retryable_test

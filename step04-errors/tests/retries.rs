@@ -5,49 +5,32 @@
 mod common;
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, Once};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::rpc::client::{CallError, CallOptions, Client, ClientConfig, RetryPolicy};
 use common::rpc::protocol::{ErrorCode, RpcError};
-use common::rpc::server::{self, ServerConfig};
 use common::rpc::service;
 use common::rpc::service::ServiceCalls;
-use common::{spawn_server, spawn_server_offering};
+use common::{spawn_server, spawn_server_at, spawn_server_offering};
 use serde_json::{Value, json};
-use testkit::STUCK;
-use testkit::{read_frame, write_frame};
+use testkit::{FakeServer, Reply};
 
 /// A fake server that reports every request it reads. It cuts each of the
 /// first `cuts` requests' connections without answering, and answers the
-/// rest with how many requests it has seen. It accepts connections for as
-/// long as the test runs, so that it would see any retry.
-fn cutting_server(cuts: u64) -> (SocketAddr, Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (seen, requests) = mpsc::channel();
-    thread::spawn(move || {
-        let mut count = 0;
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            while let Ok(Some(body)) = read_frame(&mut stream) {
-                count += 1;
-                let request: Value = serde_json::from_slice(&body).unwrap();
-                let answer = json!({"id": request["id"], "ok": true, "result": count});
-                // Reported before the cut, so before the client can know.
-                let _ = seen.send(request);
-                if count <= cuts {
-                    break; // dropping the stream cuts the connection
-                }
-                write_frame(&mut stream, answer.to_string().as_bytes()).unwrap();
-            }
+/// rest with how many requests it has seen. It accepts connections until
+/// it is dropped, so that it would see any retry.
+fn cutting_server(cuts: u64) -> FakeServer {
+    let mut count = 0;
+    FakeServer::start(move |request| {
+        count += 1;
+        if count <= cuts {
+            return vec![Reply::Close];
         }
-    });
-    (addr, requests)
+        let answer = json!({"id": request["id"], "ok": true, "result": count});
+        vec![Reply::Json(answer)]
+    })
 }
 
 /// A config that allows `max_attempts` and does not really pause.
@@ -75,44 +58,29 @@ fn is_server_busy(result: Result<Value, CallError>) -> bool {
 
 #[test]
 fn non_idempotent_call_runs_at_most_once_even_when_the_connection_is_cut_after_sending() {
-    let (addr, requests) = cutting_server(u64::MAX);
-    let client = Client::connect_with(addr, no_pauses(10)).unwrap();
+    let server = cutting_server(u64::MAX);
+    let client = Client::connect_with(server.addr(), no_pauses(10)).unwrap();
     match client.call("add", json!({"a": 1, "b": 2})) {
         Err(CallError::Io(e)) => assert_eq!(e.kind(), ErrorKind::UnexpectedEof),
         other => panic!("expected the cut connection's error, got {other:?}"),
     }
-    assert_eq!(
-        requests.recv_timeout(STUCK).unwrap()["meta"]["idempotent"],
-        false
-    );
-    // A retry would have been reported before the call returned; the server
-    // still accepts, and gets more time to show one anyway.
-    let again = requests.recv_timeout(Duration::from_millis(300));
-    assert!(again.is_err(), "sent twice: {again:?}");
+    // Each attempt is reported before its cut, so before the call returned:
+    // a retry would be here.
+    let seen = server.requests_so_far();
+    assert_eq!(seen.len(), 1, "sent more than once: {seen:?}");
+    assert_eq!(seen[0]["meta"]["idempotent"], false);
 }
 
 #[test]
 fn a_call_that_never_left_is_retried_even_if_not_idempotent() {
     // A server that takes one connection, stops listening, and cuts the
     // connection at its first request.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        drop(listener);
-        let _ = read_frame(&mut stream);
-    });
+    let fake = FakeServer::once(vec![Reply::Close]);
+    let addr = fake.addr();
     // The first pause between attempts brings a real server up on that port.
     let restart = Once::new();
     let config = ClientConfig {
-        sleep: Arc::new(move |_| {
-            restart.call_once(|| {
-                let listener = TcpListener::bind(addr).unwrap();
-                thread::spawn(move || {
-                    server::run(listener, service::methods(), ServerConfig::default())
-                });
-            })
-        }),
+        sleep: Arc::new(move |_| restart.call_once(|| spawn_server_at(addr))),
         ..ClientConfig::default()
     };
     let client = Client::connect_with(addr, config).unwrap();
@@ -131,11 +99,11 @@ fn opted_in_non_idempotent_call_is_retried() {
     };
     // Cut twice, answered the third time: three requests, each still
     // telling the server that it is not idempotent.
-    let (addr, requests) = cutting_server(2);
-    let client = Client::connect_with(addr, no_pauses(4)).unwrap();
+    let server = cutting_server(2);
+    let client = Client::connect_with(server.addr(), no_pauses(4)).unwrap();
     let answer = client.call_with("add", json!({"a": 1, "b": 2}), &opt_in);
     assert_eq!(answer.unwrap(), 3);
-    let seen: Vec<Value> = requests.try_iter().collect();
+    let seen = server.requests_so_far();
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter()
@@ -156,11 +124,11 @@ fn idempotent_flaky_call_succeeds_after_retries() {
     assert_eq!(client.call_with("flaky", params, &idempotent()).unwrap(), 3);
 
     // Cut twice: three requests, on three connections.
-    let (addr, requests) = cutting_server(2);
-    let client = Client::connect_with(addr, no_pauses(4)).unwrap();
+    let server = cutting_server(2);
+    let client = Client::connect_with(server.addr(), no_pauses(4)).unwrap();
     let answer = client.call_with("add", json!({"a": 1, "b": 2}), &idempotent());
     assert_eq!(answer.unwrap(), 3);
-    let seen: Vec<Value> = requests.try_iter().collect();
+    let seen = server.requests_so_far();
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter()
@@ -278,7 +246,7 @@ fn backoff_schedule_is_the_documented_one() {
 fn overall_deadline_covers_all_attempts() {
     // Every attempt is cut, and far more are allowed than fit in 300 ms:
     // the deadline, with real pauses, is what ends the call.
-    let (addr, requests) = cutting_server(u64::MAX);
+    let server = cutting_server(u64::MAX);
     let config = ClientConfig {
         retry: RetryPolicy {
             max_attempts: 1000,
@@ -286,7 +254,7 @@ fn overall_deadline_covers_all_attempts() {
         },
         ..ClientConfig::default()
     };
-    let client = Client::connect_with(addr, config).unwrap();
+    let client = Client::connect_with(server.addr(), config).unwrap();
     let options = CallOptions {
         timeout: Some(Duration::from_millis(300)),
         ..idempotent()
@@ -298,20 +266,20 @@ fn overall_deadline_covers_all_attempts() {
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     // It did try again within the deadline, not just wait it out.
-    assert!(requests.try_iter().count() > 1);
+    assert!(server.requests_so_far().len() > 1);
 }
 
 #[test]
 fn a_dead_connection_is_replaced_on_the_next_call() {
-    let (addr, requests) = cutting_server(1);
-    let client = Client::connect(addr).unwrap();
+    let server = cutting_server(1);
+    let client = Client::connect(server.addr()).unwrap();
     assert!(matches!(
         client.call("add", json!({"a": 1, "b": 2})),
         Err(CallError::Io(_))
     ));
     // The next call connects anew, and is the server's second request.
     assert_eq!(client.call("add", json!({"a": 1, "b": 2})).unwrap(), 2);
-    assert_eq!(requests.try_iter().count(), 2);
+    assert_eq!(server.requests_so_far().len(), 2);
     // And stays on the new connection.
     assert_eq!(client.call("add", json!({"a": 1, "b": 2})).unwrap(), 3);
 }

@@ -43,6 +43,14 @@ pub fn spawn_server_offering(methods: Methods) -> SocketAddr {
     addr
 }
 
+/// Starts this step's server on `addr`: the port of a server that has gone
+/// away, for a test whose client must find a new one there when it
+/// reconnects.
+pub fn spawn_server_at(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).unwrap();
+    thread::spawn(move || server::run(listener, service::methods(), ServerConfig::default()));
+}
+
 /// The test's side of the `hold` method: a call to `hold` stays in flight
 /// until the test lets it go, so a test can know a call is pending rather
 /// than sleep and hope.
