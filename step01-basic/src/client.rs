@@ -16,11 +16,11 @@ use crate::frame::{read_frame, write_frame};
 use crate::protocol::{Request, Response};
 
 // ANCHOR: call_error
-/// Why a call failed.
+/// Why a call failed. Each case calls for a different reaction:
 ///
-/// The three cases want different reactions from a caller: `Server` is an
-/// answer (the call ran and said no), `Io` means the connection failed, and
-/// `BadResponse` means the server broke the protocol.
+/// - `Server`: an answer; the call ran and said no.
+/// - `Io`: the connection failed.
+/// - `BadResponse`: the server broke the protocol.
 #[derive(Debug)]
 pub enum CallError {
     /// The connection failed: refused, reset, closed or silent for longer

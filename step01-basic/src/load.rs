@@ -1,8 +1,5 @@
 //! A load generator: calls `add` as fast as it can for a while and reports
 //! throughput and latency in one line that every step prints the same way.
-//!
-//! In this step a connection carries one call at a time, so `inflight`
-//! calls at once need `inflight` connections, each driven by its own thread.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,7 +51,7 @@ impl LoadReport {
 impl fmt::Display for LoadReport {
     /// `RESULT tool=stepNN mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // "step01" from "step01-basic": the line names the step without
+        // "stepNN" from "stepNN-name": the line names the step without
         // each step having to edit this file.
         let tool = env!("CARGO_PKG_NAME").split('-').next().unwrap_or("?");
         let mode = if self.inflight == 1 { "seq" } else { "conc" };

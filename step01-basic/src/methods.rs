@@ -12,8 +12,8 @@ use crate::protocol::{Request, Response};
 /// A method's code: takes the request's `params`, returns a result or an
 /// error message for the caller.
 ///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// thread.
+/// `Send + Sync` because one `Methods` table is shared by every thread
+/// that serves requests.
 pub type Handler = Box<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
 
 /// The table of methods a server offers, by name.

@@ -45,15 +45,6 @@ impl Default for Limits {
 }
 // ANCHOR_END: limits
 
-/// How long to pause after `accept` (or starting a thread) fails before
-/// trying again.
-///
-/// `accept` fails mostly when the process is out of file descriptors, and a
-/// thread fails to start when it is out of memory or threads. Trying again
-/// at once would spin a core printing errors; a short pause gives
-/// connections time to close.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
 // ANCHOR: server_config
 /// Everything a server can be configured with. Later steps add fields here
 /// (a drain timeout, heartbeats, load limits), never new `run` functions.
@@ -64,6 +55,15 @@ pub struct ServerConfig {
 }
 // ANCHOR_END: server_config
 
+/// How long to pause after `accept` (or starting a thread) fails before
+/// trying again.
+///
+/// `accept` fails mostly when the process is out of file descriptors, and a
+/// thread fails to start when it is out of memory or threads. Trying again
+/// at once would spin a core printing errors; a short pause gives
+/// connections time to close.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 // ANCHOR: run
 /// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
@@ -72,7 +72,7 @@ pub struct ServerConfig {
 /// other than ending the process; graceful shutdown is step 6.
 pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
     let limits = config.limits;
-    // One table, shared read-only by every connection thread.
+    // One table, shared read-only by every thread that serves requests.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
     // checking and then adding cannot race; connection threads take their
@@ -172,8 +172,8 @@ fn serve_connection(stream: TcpStream, methods: &Methods) -> io::Result<()> {
 /// Serialises a response, replacing one too large to send with an error
 /// that says so: better than closing the connection on an honest caller.
 fn encode(response: &Response) -> Vec<u8> {
-    // Serialising a `Response` cannot fail: it holds only a string or a
-    // `serde_json::Value`, and both always have a JSON form.
+    // Serialising a `Response` cannot fail: it holds only numbers, strings
+    // and `serde_json::Value`s, and all of them always have a JSON form.
     let body = serde_json::to_vec(response).expect("a Response is always valid JSON");
     if body.len() > MAX_FRAME_LEN as usize {
         let message = format!("response of {} bytes exceeds the frame limit", body.len());

@@ -4,9 +4,7 @@
 //! through at the same time. Each call takes the next id, adds itself to
 //! the table of pending calls, writes its request and sleeps. One reader
 //! thread per connection reads every response and wakes the call with that
-//! response's id, in whatever order the server answers. The price is a
-//! hand-off between two threads on every call, which makes one call at a
-//! time slower than in step 1; step 5's async client makes it cheap.
+//! response's id, in whatever order the server answers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,12 +23,12 @@ use crate::lock;
 use crate::protocol::{Meta, Request, Response, RpcError};
 
 // ANCHOR: call_error
-/// Why a call failed.
+/// Why a call failed. Each case calls for a different reaction:
 ///
-/// The four cases want different reactions from a caller: `Server` is an
-/// answer (the call ran and said no), `Io` means the connection failed,
-/// `BadResponse` means the server broke the protocol, and `TooManyPending`
-/// means wait for some calls to finish before making more.
+/// - `Server`: an answer; the call ran and said no.
+/// - `Io`: the connection failed.
+/// - `BadResponse`: the server broke the protocol.
+/// - `TooManyPending`: wait for some calls to finish before making more.
 #[derive(Debug)]
 pub enum CallError {
     /// The connection failed: refused, reset, closed or silent for longer
@@ -40,8 +38,8 @@ pub enum CallError {
     /// The server answered with an error.
     Server(RpcError),
     /// The server answered with something that is not a valid response:
-    /// a length over the limit, bad JSON, or the wrong shape. When no call
-    /// can be matched to it, every call waiting on the connection gets it.
+    /// a length over the limit, bad JSON, or the wrong shape.
+    /// When no call can be matched to it, every waiting call gets it.
     BadResponse(String),
     /// [`ClientConfig::max_pending`] calls were already waiting on this
     /// connection; this one was not sent.
@@ -95,10 +93,9 @@ impl From<io::Error> for CallError {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The most calls that may wait for an answer at once on one
-    /// connection; one more fails at once with [`CallError::TooManyPending`]
-    /// instead of being sent. Each waiting call costs an entry in the table
-    /// and work on the server: the bound keeps a runaway caller from piling
-    /// up either without limit. Default: [`DEFAULT_MAX_PENDING`].
+    /// connection; one more fails at once with [`CallError::TooManyPending`],
+    /// so that a runaway caller cannot pile up table entries and server work
+    /// without limit. Default: [`DEFAULT_MAX_PENDING`].
     pub max_pending: usize,
     /// How long the server may stay silent while calls wait for it, or take
     /// to accept a request, before the connection is given up and every
@@ -112,10 +109,10 @@ pub const DEFAULT_MAX_PENDING: usize = 1024;
 
 /// The default [`ClientConfig::io_timeout`].
 ///
-/// Not a deadline for a call (step 3 adds those): a safety net, so that a
-/// server that stops talking costs its callers an error, not threads
-/// blocked forever. A server that keeps answering other calls but never
-/// answers one is not silent, so that one call still waits forever.
+/// Not a deadline for the call (step 3 adds those): a safety net, so that a
+/// server that stops talking mid-answer costs the caller an error, not a
+/// thread blocked forever. A server that keeps answering other calls but
+/// never answers one is not silent: that call waits forever.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ClientConfig {
@@ -135,9 +132,8 @@ type Answer = Result<Value, CallError>;
 /// The calls on one connection that are waiting for their answer, by id.
 ///
 /// A call adds itself before it sends its request; the reader thread takes
-/// it out when the answer with its id arrives. Each entry is the sending
-/// end of a one-shot channel whose receiving end the caller sleeps on, so
-/// a caller wakes for its own answer and no other.
+/// it out when the answer with its id arrives, and sends the answer down
+/// the call's own one-shot channel, which only that caller sleeps on.
 struct PendingCalls {
     /// The table itself, behind one lock shared by callers and the reader.
     table: Mutex<Table>,
@@ -205,9 +201,8 @@ impl PendingCalls {
         // Take the channel out under the lock; send after letting go of it.
         let sender = id.and_then(|id| self.lock().waiting.remove(&id));
         match sender {
-            // Sending fails only if the caller stopped waiting, and then
-            // nobody wants the answer. (Not yet possible: step 3's
-            // deadlines make it so.)
+            // Sending fails only if the caller stopped waiting (from step 3
+            // on, at its deadline), and then nobody wants the answer.
             Some(sender) => {
                 let _ = sender.send(answer);
             }
@@ -234,12 +229,9 @@ impl PendingCalls {
 
 /// One connection, shared by every clone of a [`Client`].
 struct Connection {
-    /// Write half of the socket. Many callers write through it at once; the
-    /// lock makes each request go out as one whole frame, never two
-    /// callers' bytes interleaved.
+    /// Write half of the socket, shared by every caller: see `send`.
     writer: Mutex<TcpStream>,
-    /// The next request id: a counter from 1 (see [`Request::id`] for why
-    /// that is enough).
+    /// The next request id: a counter from 1 (see [`Request::id`]).
     next_id: AtomicU64,
     /// The calls waiting for an answer, shared with the reader thread.
     pending: Arc<PendingCalls>,
@@ -252,10 +244,9 @@ impl Connection {
         let mut writer = lock(&self.writer);
         let sent = write_frame(&mut *writer, body);
         // A request too large to send was refused before any byte went out.
-        // Any other failure (a reset, the I/O timeout) may have sent part
-        // of the frame, after which the server cannot tell where the next
-        // one starts: end the connection, and the reader thread fails every
-        // waiting call.
+        // Any other failure may have sent part of the frame, and the server
+        // cannot tell where the next one starts: end the connection, and the
+        // reader thread fails every waiting call.
         if sent
             .as_ref()
             .is_err_and(|e| e.kind() != io::ErrorKind::InvalidInput)
@@ -278,8 +269,10 @@ impl Drop for Connection {
     }
 }
 
-/// A connection to a server. Clone it to share the connection: every
-/// clone, on any thread, can have calls in flight on it at once.
+/// A connection to a server.
+///
+/// Clone it to share the connection: every clone, on any thread, can have
+/// calls in flight on it at once.
 #[derive(Clone)]
 pub struct Client {
     connection: Arc<Connection>,
@@ -318,8 +311,7 @@ impl Client {
     }
 
     // ANCHOR: call
-    /// Calls `method` with `params` and waits for its answer, while calls
-    /// from other threads on the same connection come and go.
+    /// Calls `method` with `params` and waits for its answer.
     ///
     /// After an `Io` error the connection is gone, and every later call on
     /// it fails at once: connect again. There is no deadline yet: if the
@@ -378,8 +370,7 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
             Err(e) => break CallError::Io(e),
         }
         // The server may be broken or hostile too: a closed connection, a
-        // cut or stalled frame, or bad JSON is an error for the callers,
-        // never a panic.
+        // cut frame or bad JSON is an error for the caller, never a panic.
         let body = match read_frame(&mut reader) {
             Ok(Some(body)) => body,
             Ok(None) => {
@@ -397,10 +388,9 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
         };
         match serde_json::from_slice::<Response>(&body) {
             Ok(response) => pending.complete(response.id, answer(response)),
-            // A response that does not parse has no id we can trust, so we
-            // cannot tell whose answer it was, and that caller would wait
-            // forever. A server that sends one cannot be trusted with the
-            // rest either: give up on the connection.
+            // A response that does not parse has no id we can trust: its
+            // caller would wait forever, and such a server cannot be trusted
+            // with the rest either. Give up on the connection.
             Err(e) => break CallError::BadResponse(e.to_string()),
         }
     };

@@ -11,8 +11,8 @@ use crate::protocol::{Request, Response, RpcError};
 /// A method's code: takes the request's `params`, returns a result or an
 /// error message for the caller.
 ///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// and request thread.
+/// `Send + Sync` because one `Methods` table is shared by every thread
+/// that serves requests.
 pub type Handler = Box<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
 
 /// The table of methods a server offers, by name.
@@ -37,16 +37,13 @@ impl Methods {
         self.handlers.insert(name.to_string(), Box::new(handler));
     }
 
-    /// Runs the method a request names and answers under the request's id.
-    /// An unknown name is an error response, not a server error: the caller
-    /// made the mistake.
+    /// Runs the method a request names. An unknown name is an error response,
+    /// not a server error: the caller made the mistake.
     pub fn call(&self, request: &Request) -> Response {
         let id = Some(request.id);
         match self.handlers.get(&request.method) {
             Some(handler) => match handler(&request.params) {
                 Ok(result) => Response::success(request.id, result),
-                // Whatever the handler's reason, this step has one code for
-                // it; the message says the rest.
                 Err(message) => Response::failure(id, RpcError::new("method_error", message)),
             },
             None => {

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 // ANCHOR: messages
-/// A call: which method to run, its parameters, and the id its answer will
-/// carry.
+/// A call: which method to run, and its parameters.
 ///
 /// On the wire:
 /// `{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":null,"idempotent":false}}`.
@@ -16,14 +15,7 @@ use serde_json::Value;
 pub struct Request {
     /// Chosen by the client and copied into the response, so that answers
     /// arriving in any order can each be handed to the call that asked.
-    ///
-    /// A per-connection counter from 1 is all it takes: an id only has to
-    /// be unique among the calls in flight on one connection, not across
-    /// clients or over time, and a counter costs one atomic add, where a
-    /// random or globally unique id would need a generator or coordination.
-    /// Many JSON parsers read numbers as `f64`, which holds integers exactly
-    /// only below 2^53; a counter would need centuries at a million calls a
-    /// second to get there.
+    /// Unique only among one connection's calls in flight: a counter will do.
     pub id: u64,
     /// The name the server registered the method under.
     pub method: String,
@@ -37,10 +29,8 @@ pub struct Request {
 
 /// What a caller says about a call besides what to run.
 ///
-/// This step's server carries `meta` but does not act on it yet: step 3
-/// gives the server a deadline from `timeout_ms` and the client a reason to
-/// retry only calls marked `idempotent`. Putting it in the wire format now
-/// means step 3 changes behaviour, not the protocol.
+/// Nothing acts on it yet: step 3 gives the server its deadline from
+/// `timeout_ms` and lets the client retry calls marked `idempotent`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Meta {
@@ -127,10 +117,8 @@ impl RpcError {
 /// Reads a request out of a frame's body. The error is the answer the
 /// caller gets back: the frame was fine, its contents were not.
 ///
-/// It still carries the request's id when that much can be read
-/// (`{"id":7,"method":42}` is answered under id 7), so that the caller
-/// waiting on id 7 gets its answer. When not even the id can be read, the
-/// answer has `"id": null`, and no caller can be told which call failed.
+/// `{"id":7,"method":42}` is still answered under id 7, for the caller
+/// waiting on it; only a request whose id cannot be read gets `null`.
 pub fn parse_request(body: &[u8]) -> Result<Request, (Option<u64>, RpcError)> {
     serde_json::from_slice(body).map_err(|e| {
         // Parse again, loosely, just for the id: this is the rare path.

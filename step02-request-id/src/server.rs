@@ -1,12 +1,9 @@
 //! The server: accept connections, and on each one read requests and run
-//! them all at once, each answer sent as soon as it is ready, until the
-//! peer hangs up.
+//! each on a thread of its own, which writes the response, tagged with the
+//! request's id, as soon as it is ready: a slow call does not hold up the
+//! fast ones behind it.
 //!
-//! Every connection gets its own operating-system thread, which does
-//! nothing but read requests. Every request then gets a thread of its own,
-//! which runs the method and writes the response, tagged with the request's
-//! id, whenever it finishes: a slow call no longer holds up the fast ones
-//! behind it. Everything still blocks, so the code still reads top to
+//! Every read, write and method call blocks, so the code reads top to
 //! bottom. What it costs (a thread per idle connection and one per running
 //! request, under crude bounds) is what later steps fix.
 
@@ -82,7 +79,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// other than ending the process; graceful shutdown is step 6.
 pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
     let limits = config.limits;
-    // One table, shared read-only by every connection and request thread.
+    // One table, shared read-only by every thread that serves requests.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
     // checking and then adding cannot race; connection threads take their
@@ -167,9 +164,8 @@ fn serve_connection(
     stream.set_nodelay(true)?;
     // Two handles on one socket: a buffered one to read from, so a frame
     // costs a few syscalls rather than one per `read`, and a plain one to
-    // write to (`write_frame` sends each frame in one `write_all`). The
-    // write half is shared by every request thread of this connection,
-    // behind a lock: see `write_response`.
+    // write to (`write_frame` sends each frame in one `write_all`).
+    // Request threads share the write half: see `write_response`.
     let mut reader = BufReader::new(stream.try_clone()?);
     let writer = Arc::new(Mutex::new(stream));
     let in_flight = Arc::new(InFlight::default());
@@ -184,17 +180,13 @@ fn serve_connection(
                 continue;
             }
         };
-        // One thread per request, so that this loop is at once free to read
-        // the next request while this one runs. The cost: starting and
-        // ending a thread takes far longer than `add` itself (the
-        // benchmarks show it). Step 5 makes a request cheap (a task, not a
-        // thread). `meta` rides along unread: step 3 gives the server a
-        // deadline from `meta.timeout_ms`.
+        // One thread per request, so that this loop can read the next
+        // request while this one runs. A thread costs far more than `add`
+        // itself (the benchmarks show it); step 5 makes a request a task.
         //
-        // Unbounded, a peer could start as many threads as it can send
-        // frames, and abort the server (see `Limits`). So at the bound this
-        // loop waits for a request to finish before it reads on. A peer
-        // that sends requests but never reads the answers fills the bound
+        // Unbounded, a peer could start threads until the server aborts
+        // (see `Limits`), so at the bound this loop waits for a request to
+        // finish before it reads on. A peer that never reads fills the bound
         // with threads stuck writing, and then this connection stops
         // reading: TCP's flow control makes the peer's writes stall, and
         // nothing piles up here. Step 9 refuses the excess instead.
@@ -266,13 +258,10 @@ impl Drop for RequestSlot {
 // ANCHOR_END: in_flight
 
 // ANCHOR: write_response
-/// Sends one response as one frame on a connection's shared write half.
-///
-/// Request threads finish whenever they finish, so two may want to write
-/// at the same moment. The lock is held for the whole frame: without it,
-/// two `write_all`s could interleave their bytes (a large frame can take
-/// several `write` syscalls), and the client would read half of one
-/// response as the length of the next.
+/// Sends one response as one frame on a connection's shared write half,
+/// holding the lock for the whole frame: two request threads' `write_all`s
+/// could otherwise interleave (a large frame takes several `write`s), and
+/// the client would read half of one response as the next one's length.
 fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<()> {
     // Serialise before taking the lock: only the write needs it.
     let body = encode(response);

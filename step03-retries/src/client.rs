@@ -4,15 +4,11 @@
 //! through at the same time. Each call takes the next id, adds itself to
 //! the table of pending calls, writes its request and sleeps. One reader
 //! thread per connection reads every response and wakes the call with that
-//! response's id, in whatever order the server answers. The price is a
-//! hand-off between two threads on every call, which makes one call at a
-//! time slower than in step 1; step 5's async client makes it cheap.
+//! response's id, in whatever order the server answers.
 //!
 //! Every call has a deadline, and within it a call that failed for a
 //! passing reason is tried again after a pause, on a new connection if the
-//! old one died: see [`Client::call_with`] for which failures, and why a
-//! call not marked idempotent is only sent again when it provably never
-//! left.
+//! old one died: [`Client::call_with`] says when.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,14 +27,15 @@ use crate::frame::{read_frame, write_frame};
 use crate::lock;
 use crate::protocol::{Meta, Request, Response, RpcError};
 
-/// Why a call failed.
+/// Why a call failed. Each case calls for a different reaction:
 ///
-/// The five cases want different reactions from a caller: `Server` is an
-/// answer (the call ran and said no), `Io` means the connection failed,
-/// `BadResponse` means the server broke the protocol, `TooManyPending`
-/// means wait for some calls to finish before making more, and `Timeout`
-/// means the call's deadline passed. By the time a caller sees one, the
-/// retries it allowed have been made.
+/// - `Server`: an answer; the call ran and said no.
+/// - `Io`: the connection failed.
+/// - `BadResponse`: the server broke the protocol.
+/// - `TooManyPending`: wait for some calls to finish before making more.
+/// - `Timeout`: the call's deadline passed.
+///
+/// By the time a caller sees one, the retries it allowed have been made.
 #[derive(Debug)]
 pub enum CallError {
     /// The connection failed: refused, reset, closed or silent for longer
@@ -48,8 +45,8 @@ pub enum CallError {
     /// The server answered with an error.
     Server(RpcError),
     /// The server answered with something that is not a valid response:
-    /// a length over the limit, bad JSON, or the wrong shape. When no call
-    /// can be matched to it, every call waiting on the connection gets it.
+    /// a length over the limit, bad JSON, or the wrong shape.
+    /// When no call can be matched to it, every waiting call gets it.
     BadResponse(String),
     /// [`ClientConfig::max_pending`] calls were already waiting on this
     /// connection; this one was not sent.
@@ -127,10 +124,9 @@ impl CallError {
 #[derive(Clone)]
 pub struct ClientConfig {
     /// The most calls that may wait for an answer at once on one
-    /// connection; one more fails at once with [`CallError::TooManyPending`]
-    /// instead of being sent. Each waiting call costs an entry in the table
-    /// and work on the server: the bound keeps a runaway caller from piling
-    /// up either without limit. Default: [`DEFAULT_MAX_PENDING`].
+    /// connection; one more fails at once with [`CallError::TooManyPending`],
+    /// so that a runaway caller cannot pile up table entries and server work
+    /// without limit. Default: [`DEFAULT_MAX_PENDING`].
     pub max_pending: usize,
     /// How long the server may stay silent while calls wait for it, or take
     /// to accept a request, before the connection is given up and every
@@ -155,17 +151,15 @@ pub const DEFAULT_MAX_PENDING: usize = 1024;
 
 /// The default [`ClientConfig::io_timeout`].
 ///
-/// Not a deadline for a call (that is [`DEFAULT_TIMEOUT`]): a safety net,
-/// so that a server that stops talking costs its callers an error, not
-/// threads blocked forever. A server that keeps answering other calls but
-/// never answers one is not silent, so that one call waits for its deadline.
+/// Not the call's deadline ([`DEFAULT_TIMEOUT`]): a safety net, so that a
+/// server that stops talking mid-answer costs the caller an error, not a
+/// thread blocked forever. A server that keeps answering other calls but
+/// never answers one is not silent: that call waits for its deadline.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default [`ClientConfig::default_timeout`]: longer than any method
 /// of this step takes (`sleep` stops at 10 s), short enough that a lost
-/// answer costs seconds, not a thread forever. gRPC's default is "a very
-/// large number", and its post on deadlines begins "Always set a deadline":
-/// a caller that knows when an answer stops being useful says so.
+/// answer costs seconds, not a thread forever.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Default for ClientConfig {
@@ -183,15 +177,11 @@ impl Default for ClientConfig {
 
 // ANCHOR: retry_policy
 /// How many times, and how far apart, a call that failed for a passing
-/// reason is tried: gRPC's retry policy (proposal A6), whose fields are
-/// `maxAttempts`, `initialBackoff`, `backoffMultiplier`, `maxBackoff`.
+/// reason is tried.
 ///
-/// The defaults are A6's example (4 attempts, pauses doubling, at most
-/// 1 s) with a first pause of 50 ms, not 100: a LAN round trip takes well
-/// under a millisecond, so all three retries then fit in 350 ms. gRPC's
-/// *connection* backoff (1 s, ×1.6, up to 120 s, ±20% jitter) is slower
-/// because it paces reconnecting to a server that may be gone for minutes,
-/// not a call someone is waiting for.
+/// The defaults are gRPC's example policy (4 attempts, pauses doubling, at
+/// most 1 s) with a first pause of 50 ms, not 100: a LAN round trip takes
+/// well under a millisecond, so all three retries then fit in 350 ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// The most attempts a call gets, the first included; 1 never retries.
@@ -228,10 +218,7 @@ impl RetryPolicy {
     /// Exponential, so that a server that stays down is asked less and less
     /// often; capped; and "full jitter", a draw from zero to the ceiling,
     /// so that clients that failed together (the server restarted) come
-    /// back spread out, not together to knock it over again. This is A6's
-    /// formula as first published,
-    /// `random(0, min(initialBackoff*backoffMultiplier**(n-1), maxBackoff))`;
-    /// a 2024 revision of A6 jitters by ±20% around the ceiling instead.
+    /// back spread out, not together to knock it over again.
     pub fn backoff(&self, n: u32, uniform: f64) -> Duration {
         let growth = self.multiplier.powf(f64::from(n.saturating_sub(1)));
         let ceiling = (self.initial_backoff.as_nanos() as f64 * growth)
@@ -277,9 +264,8 @@ type Answer = Result<Value, CallError>;
 /// The calls on one connection that are waiting for their answer, by id.
 ///
 /// A call adds itself before it sends its request; the reader thread takes
-/// it out when the answer with its id arrives. Each entry is the sending
-/// end of a one-shot channel whose receiving end the caller sleeps on, so
-/// a caller wakes for its own answer and no other.
+/// it out when the answer with its id arrives, and sends the answer down
+/// the call's own one-shot channel, which only that caller sleeps on.
 struct PendingCalls {
     /// The table itself, behind one lock shared by callers and the reader.
     table: Mutex<Table>,
@@ -377,12 +363,9 @@ impl PendingCalls {
 
 /// One connection, shared by every clone of a [`Client`].
 struct Connection {
-    /// Write half of the socket. Many callers write through it at once; the
-    /// lock makes each request go out as one whole frame, never two
-    /// callers' bytes interleaved.
+    /// Write half of the socket, shared by every caller: see `send`.
     writer: Mutex<TcpStream>,
-    /// The next request id: a counter from 1 (see [`Request::id`] for why
-    /// that is enough).
+    /// The next request id: a counter from 1 (see [`Request::id`]).
     next_id: AtomicU64,
     /// The calls waiting for an answer, shared with the reader thread.
     pending: Arc<PendingCalls>,
@@ -395,10 +378,9 @@ impl Connection {
         let mut writer = lock(&self.writer);
         let sent = write_frame(&mut *writer, body);
         // A request too large to send was refused before any byte went out.
-        // Any other failure (a reset, the I/O timeout) may have sent part
-        // of the frame, after which the server cannot tell where the next
-        // one starts: end the connection, and the reader thread fails every
-        // waiting call.
+        // Any other failure may have sent part of the frame, and the server
+        // cannot tell where the next one starts: end the connection, and the
+        // reader thread fails every waiting call.
         if sent
             .as_ref()
             .is_err_and(|e| e.kind() != io::ErrorKind::InvalidInput)
@@ -421,9 +403,10 @@ impl Drop for Connection {
     }
 }
 
-/// A connection to a server, replaced by a new one when it dies. Clone it
-/// to share the connection: every clone, on any thread, can have calls in
-/// flight on it at once.
+/// A connection to a server, replaced by a new one when it dies.
+///
+/// Clone it to share the connection: every clone, on any thread, can have
+/// calls in flight on it at once.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -514,8 +497,7 @@ impl Client {
     }
     // ANCHOR_END: reconnect
 
-    /// Calls `method` with `params` and waits for its answer, while calls
-    /// from other threads on the same connection come and go.
+    /// Calls `method` with `params` and waits for its answer.
     ///
     /// The call has the client's default deadline, and is not marked
     /// idempotent: it is sent again only if it never left the client.
@@ -532,20 +514,11 @@ impl Client {
     /// reconnect. Each attempt tells the server the time left; none left
     /// is [`CallError::Timeout`]. A failure is tried again, up to
     /// [`RetryPolicy::max_attempts`] attempts, only if it may pass
-    /// ([`CallError::is_transient`]): the connection failed, or the server
-    /// said `unavailable`. Any other answer would come again.
-    ///
-    /// And only if it cannot run the method twice. An idempotent call (or
-    /// one opted in with [`CallOptions::retry_non_idempotent`]) is safe.
-    /// Any other call is sent again only if no byte of it can have reached
-    /// the server: no connection could be made, the connection was already
-    /// known dead, or the request was refused before it was written. Once a
-    /// write has begun the client cannot know whether the server read the
-    /// request and ran it, and only the answer was lost: a write that
-    /// returned `Ok` proves nothing (the bytes may sit in a socket buffer),
-    /// and one that failed may have sent part. From the first byte on, a
-    /// failure is final for such a call, even `unavailable`: the method saw
-    /// it, whatever it did.
+    /// ([`CallError::is_transient`]), and only if that cannot run the
+    /// method twice: the call is idempotent (or opted in with
+    /// [`CallOptions::retry_non_idempotent`]), or no byte of it can have
+    /// reached the server. Once a write has begun, the client cannot know
+    /// whether the method ran and only its answer was lost.
     pub fn call_with(
         &self,
         method: &str,
@@ -676,8 +649,7 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
             Err(e) => break CallError::Io(e),
         }
         // The server may be broken or hostile too: a closed connection, a
-        // cut or stalled frame, or bad JSON is an error for the callers,
-        // never a panic.
+        // cut frame or bad JSON is an error for the caller, never a panic.
         let body = match read_frame(&mut reader) {
             Ok(Some(body)) => body,
             Ok(None) => {
@@ -695,10 +667,9 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
         };
         match serde_json::from_slice::<Response>(&body) {
             Ok(response) => pending.complete(response.id, answer(response)),
-            // A response that does not parse has no id we can trust, so we
-            // cannot tell whose answer it was, and that caller would wait
-            // forever. A server that sends one cannot be trusted with the
-            // rest either: give up on the connection.
+            // A response that does not parse has no id we can trust: its
+            // caller would wait forever, and such a server cannot be trusted
+            // with the rest either. Give up on the connection.
             Err(e) => break CallError::BadResponse(e.to_string()),
         }
     };

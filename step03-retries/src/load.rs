@@ -1,9 +1,5 @@
 //! A load generator: calls `add` as fast as it can for a while and reports
 //! throughput and latency in one line that every step prints the same way.
-//!
-//! In this step one connection carries many calls at once, so `inflight`
-//! calls at once are `inflight` threads sharing one client, and with it one
-//! connection. (In step 1 they were `inflight` connections.)
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,7 +50,7 @@ impl LoadReport {
 impl fmt::Display for LoadReport {
     /// `RESULT tool=stepNN mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // "step01" from "step01-basic": the line names the step without
+        // "stepNN" from "stepNN-name": the line names the step without
         // each step having to edit this file.
         let tool = env!("CARGO_PKG_NAME").split('-').next().unwrap_or("?");
         let mode = if self.inflight == 1 { "seq" } else { "conc" };
@@ -100,8 +96,7 @@ pub fn run(addr: SocketAddr, inflight: usize, duration: Duration) -> Result<Load
     Ok(LoadReport::new(inflight, start.elapsed(), latencies_us))
 }
 
-/// One thread making one call after another for `duration`, on a
-/// connection other threads are calling through at the same time.
+/// One thread making one call after another for `duration`.
 fn worker(client: &Client, duration: Duration) -> Result<Vec<u64>, CallError> {
     // The clock starts once connected, so a slow start never means 0 calls.
     let deadline = Instant::now() + duration;

@@ -13,8 +13,8 @@ use crate::protocol::{Request, Response, RpcError};
 /// code `method_error`; a handler that needs another code, such as
 /// `unavailable`, builds the `RpcError` itself.
 ///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// and request thread.
+/// `Send + Sync` because one `Methods` table is shared by every thread
+/// that serves requests.
 pub type Handler = Box<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
 
 /// The table of methods a server offers, by name.
@@ -39,9 +39,8 @@ impl Methods {
         self.handlers.insert(name.to_string(), Box::new(handler));
     }
 
-    /// Runs the method a request names and answers under the request's id.
-    /// An unknown name is an error response, not a server error: the caller
-    /// made the mistake.
+    /// Runs the method a request names. An unknown name is an error response,
+    /// not a server error: the caller made the mistake.
     pub fn call(&self, request: &Request) -> Response {
         let id = Some(request.id);
         match self.handlers.get(&request.method) {

@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A call: which method to run, its parameters, and the id its answer will
-/// carry.
+/// A call: which method to run, and its parameters.
 ///
 /// On the wire:
 /// `{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":15000,"idempotent":false}}`.
@@ -15,14 +14,7 @@ use serde_json::Value;
 pub struct Request {
     /// Chosen by the client and copied into the response, so that answers
     /// arriving in any order can each be handed to the call that asked.
-    ///
-    /// A per-connection counter from 1 is all it takes: an id only has to
-    /// be unique among the calls in flight on one connection, not across
-    /// clients or over time, and a counter costs one atomic add, where a
-    /// random or globally unique id would need a generator or coordination.
-    /// Many JSON parsers read numbers as `f64`, which holds integers exactly
-    /// only below 2^53; a counter would need centuries at a million calls a
-    /// second to get there.
+    /// Unique only among one connection's calls in flight: a counter will do.
     pub id: u64,
     /// The name the server registered the method under.
     pub method: String,
@@ -39,20 +31,12 @@ pub struct Request {
 #[serde(default)]
 pub struct Meta {
     // ANCHOR: deadline
-    /// How long the caller is still willing to wait, in milliseconds,
-    /// counted from when the server reads the request; `None` (`null`) for
-    /// as long as it takes.
+    /// How long the caller is willing to wait, in milliseconds; `None`
+    /// (`null`) for as long as it takes.
     ///
-    /// A duration, not a point in time such as "until 12:00:03.250 UTC":
-    /// the caller's and the server's clocks can disagree by more than a
-    /// whole call takes, and an absolute deadline would carry that error
-    /// into every call. A duration needs only each side's own clock to
-    /// measure it. The price is that the time the request spent on the wire
-    /// is not counted, so the server's deadline falls a little after the
-    /// caller's. gRPC sends its deadline the same way, as the relative
-    /// `grpc-timeout` header, and tarpc keeps an absolute deadline in its
-    /// context but serialises it as the time remaining, "to prevent clock
-    /// skew issues".
+    /// The time left, from when the server reads the request, not a moment:
+    /// the two machines' clocks can disagree by more than a call takes. Time
+    /// on the wire goes uncounted, so the server's deadline falls a bit late.
     pub timeout_ms: Option<u64>,
     // ANCHOR_END: deadline
     /// True if running the call twice does no more harm than running it
@@ -87,9 +71,8 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RpcError {
     /// What kind of failure, for a program to match on: `"bad_request"`,
-    /// `"unknown_method"`, `"method_error"`, `"timeout"`, `"unavailable"`,
-    /// ... In this step each site picks its own string; step 4 makes the
-    /// codes a typed enum.
+    /// `"unknown_method"`, `"method_error"`, ... In this step each site
+    /// picks its own string; step 4 makes the codes a typed enum.
     pub code: String,
     /// What went wrong, for a human to read.
     pub message: String,
@@ -149,10 +132,8 @@ impl From<&str> for RpcError {
 /// Reads a request out of a frame's body. The error is the answer the
 /// caller gets back: the frame was fine, its contents were not.
 ///
-/// It still carries the request's id when that much can be read
-/// (`{"id":7,"method":42}` is answered under id 7), so that the caller
-/// waiting on id 7 gets its answer. When not even the id can be read, the
-/// answer has `"id": null`, and no caller can be told which call failed.
+/// `{"id":7,"method":42}` is still answered under id 7, for the caller
+/// waiting on it; only a request whose id cannot be read gets `null`.
 pub fn parse_request(body: &[u8]) -> Result<Request, (Option<u64>, RpcError)> {
     serde_json::from_slice(body).map_err(|e| {
         // Parse again, loosely, just for the id: this is the rare path.

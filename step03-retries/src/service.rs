@@ -1,9 +1,9 @@
 //! The example service: the methods the server offers, and the typed calls
 //! a client makes to them.
 //!
-//! Each method takes its parameters as a JSON object, `{"a": .., "b": ..}`
-//! or `{"ms": ..}`, and checks their shape itself: step 4 replaces that
-//! hand-written checking with typed parameters decoded by serde.
+//! Each method takes its parameters as a JSON object, `{"a": .., "b": ..}`,
+//! and checks their shape itself: step 4 replaces that hand-written checking
+//! with typed parameters decoded by serde.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -37,11 +37,8 @@ pub mod protocol;
 pub mod server;
 pub mod service;
 
-/// Locks `mutex`, even if a thread panicked while holding it.
-///
-/// No code in this crate panics while holding one of its locks, so a
-/// poisoned lock still guards consistent data; `into_inner` says so once,
-/// here, instead of an `unwrap` at every call site.
+/// Locks `mutex`, ignoring poisoning: no code in this crate panics while
+/// holding one of its locks, so a poisoned lock still guards consistent data.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

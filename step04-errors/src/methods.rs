@@ -16,8 +16,8 @@ use crate::protocol::{ErrorCode, Request, Response, RpcError, decode};
 /// every method, whatever its parameters, so that one table holds them
 /// all; [`Methods::register`] wraps each typed method into it.
 ///
-/// `Send + Sync` because one `Methods` table is shared by every connection
-/// and request thread.
+/// `Send + Sync` because one `Methods` table is shared by every thread
+/// that serves requests.
 type Handler = Box<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
 
 /// The table of methods a server offers, by name, and who may call them.
@@ -68,9 +68,8 @@ impl Methods {
         self.token = Some(token.into());
     }
 
-    /// Runs the method a request names and answers under the request's id.
-    /// An unknown name is an error response, not a server error: the caller
-    /// made the mistake.
+    /// Runs the method a request names. An unknown name is an error response,
+    /// not a server error: the caller made the mistake.
     pub fn call(&self, request: &Request) -> Response {
         let id = Some(request.id);
         // ANCHOR: token_check
@@ -127,16 +126,11 @@ fn run_handler(handler: &Handler, request: &Request) -> Result<Value, RpcError> 
 /// Whether `a` and `b` are equal, in a time that depends on their lengths,
 /// not on where they differ.
 ///
-/// `==` stops at the first byte that differs, so a guess that starts like
-/// the token is refused a little later. Averaged over enough tries, that
-/// can be measured, and the token guessed a byte at a time. This looks at
-/// every byte whatever it finds: `x ^ y` is 0 only for equal bytes, `|`
-/// folds every difference into one byte, tested once at the end.
-///
-/// It does not hide the length: different lengths return at once, which
-/// tells how long the token is, not what it is. Production code uses a
-/// crate such as `subtle`, which also keeps the optimiser from turning the
-/// fold back into an early exit.
+/// `==` stops at the first byte that differs, which a patient attacker can
+/// time to guess the token a byte at a time. This looks at every byte:
+/// `x ^ y` is 0 only for equal bytes, and `|` folds every difference into
+/// one byte, tested once at the end. Different lengths return at once,
+/// which tells how long the token is, not what it is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

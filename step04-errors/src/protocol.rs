@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
 
-/// A call: which method to run, its parameters, and the id its answer will
-/// carry.
+/// A call: which method to run, and its parameters.
 ///
 /// On the wire:
 /// `{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":15000,"idempotent":false}}`.
@@ -18,14 +17,7 @@ use std::fmt;
 pub struct Request {
     /// Chosen by the client and copied into the response, so that answers
     /// arriving in any order can each be handed to the call that asked.
-    ///
-    /// A per-connection counter from 1 is all it takes: an id only has to
-    /// be unique among the calls in flight on one connection, not across
-    /// clients or over time, and a counter costs one atomic add, where a
-    /// random or globally unique id would need a generator or coordination.
-    /// Many JSON parsers read numbers as `f64`, which holds integers exactly
-    /// only below 2^53; a counter would need centuries at a million calls a
-    /// second to get there.
+    /// Unique only among one connection's calls in flight: a counter will do.
     pub id: u64,
     /// The name the server registered the method under.
     pub method: String,
@@ -41,20 +33,12 @@ pub struct Request {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Meta {
-    /// How long the caller is still willing to wait, in milliseconds,
-    /// counted from when the server reads the request; `None` (`null`) for
-    /// as long as it takes.
+    /// How long the caller is willing to wait, in milliseconds; `None`
+    /// (`null`) for as long as it takes.
     ///
-    /// A duration, not a point in time such as "until 12:00:03.250 UTC":
-    /// the caller's and the server's clocks can disagree by more than a
-    /// whole call takes, and an absolute deadline would carry that error
-    /// into every call. A duration needs only each side's own clock to
-    /// measure it. The price is that the time the request spent on the wire
-    /// is not counted, so the server's deadline falls a little after the
-    /// caller's. gRPC sends its deadline the same way, as the relative
-    /// `grpc-timeout` header, and tarpc keeps an absolute deadline in its
-    /// context but serialises it as the time remaining, "to prevent clock
-    /// skew issues".
+    /// The time left, from when the server reads the request, not a moment:
+    /// the two machines' clocks can disagree by more than a call takes. Time
+    /// on the wire goes uncounted, so the server's deadline falls a bit late.
     pub timeout_ms: Option<u64>,
     /// True if running the call twice does no more harm than running it
     /// once, so that it is safe to retry. The client decides by it; the
@@ -64,14 +48,9 @@ pub struct Meta {
     /// The shared secret of a server that requires one
     /// (`Methods::require_token`); left out of the frame when `None`.
     ///
-    /// On every request, not once per connection, as HTTP sends its
-    /// `Authorization` header and gRPC its call metadata: each request
-    /// stands on its own, and there is no handshake to get wrong (a request
-    /// sent before it finished, a reconnect that forgot it).
-    ///
-    /// Without TLS, which this workshop does not add, the token crosses the
-    /// network in clear text: it keeps out a careless client, not an
-    /// attacker who can watch the traffic and copy it.
+    /// On every request, so that there is no per-connection handshake to get
+    /// wrong. Without TLS it crosses the network in clear text: it keeps out
+    /// a careless client, not an attacker who can watch the traffic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     // ANCHOR_END: token
@@ -128,9 +107,6 @@ pub struct RpcError {
 /// (`"BAD_REQUEST"`). Clients match on them, so they are part of the
 /// protocol: a code a client does not know makes the whole response
 /// unreadable to it, and adding one is a change of protocol (step 11).
-/// gRPC's status codes draw the same lines: `INVALID_ARGUMENT`,
-/// `UNIMPLEMENTED`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAUTHENTICATED`,
-/// `UNAVAILABLE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {

@@ -1,18 +1,15 @@
 //! The server: accept connections, and on each one read requests and run
-//! them all at once, each answer sent as soon as it is ready, until the
-//! peer hangs up.
-//!
-//! Every connection gets its own operating-system thread, which does
-//! nothing but read requests. Every request then gets a thread of its own,
-//! which runs the method and writes the response, tagged with the request's
-//! id, whenever it finishes: a slow call no longer holds up the fast ones
-//! behind it. A request comes with the time its caller will wait for it:
-//! the server does not start work past that deadline, nor send a result
-//! that comes after it. Everything still blocks, so the code still reads
-//! top to bottom. What it costs (a thread per idle connection and one per
-//! running request, under crude bounds) is what later steps fix.
+//! each on a thread of its own, which writes the response, tagged with the
+//! request's id, as soon as it is ready: a slow call does not hold up the
+//! fast ones behind it.
+//! A request whose caller's deadline has passed is not started, and a
+//! result that comes after the deadline is replaced by an error.
 //! Whatever goes wrong with a request, even a method that panics, its
 //! caller gets an answer with a code that says what.
+//!
+//! Every read, write and method call blocks, so the code reads top to
+//! bottom. What it costs (a thread per idle connection and one per running
+//! request, under crude bounds) is what later steps fix.
 
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -84,7 +81,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// other than ending the process; graceful shutdown is step 6.
 pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io::Result<()> {
     let limits = config.limits;
-    // One table, shared read-only by every connection and request thread.
+    // One table, shared read-only by every thread that serves requests.
     let methods = Arc::new(methods);
     // How many connections are being served. Only this loop adds to it, so
     // checking and then adding cannot race; connection threads take their
@@ -168,9 +165,8 @@ fn serve_connection(
     stream.set_nodelay(true)?;
     // Two handles on one socket: a buffered one to read from, so a frame
     // costs a few syscalls rather than one per `read`, and a plain one to
-    // write to (`write_frame` sends each frame in one `write_all`). The
-    // write half is shared by every request thread of this connection,
-    // behind a lock: see `write_response`.
+    // write to (`write_frame` sends each frame in one `write_all`).
+    // Request threads share the write half: see `write_response`.
     let mut reader = BufReader::new(stream.try_clone()?);
     let writer = Arc::new(Mutex::new(stream));
     let in_flight = Arc::new(InFlight::default());
@@ -190,16 +186,13 @@ fn serve_connection(
         // why a duration). Too far off to count is no deadline at all.
         let deadline = (request.meta.timeout_ms)
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        // One thread per request, so that this loop is at once free to read
-        // the next request while this one runs. The cost: starting and
-        // ending a thread takes far longer than `add` itself (the
-        // benchmarks show it). Step 5 makes a request cheap (a task, not a
-        // thread).
+        // One thread per request, so that this loop can read the next
+        // request while this one runs. A thread costs far more than `add`
+        // itself (the benchmarks show it); step 5 makes a request a task.
         //
-        // Unbounded, a peer could start as many threads as it can send
-        // frames, and abort the server (see `Limits`). So at the bound this
-        // loop waits for a request to finish before it reads on. A peer
-        // that sends requests but never reads the answers fills the bound
+        // Unbounded, a peer could start threads until the server aborts
+        // (see `Limits`), so at the bound this loop waits for a request to
+        // finish before it reads on. A peer that never reads fills the bound
         // with threads stuck writing, and then this connection stops
         // reading: TCP's flow control makes the peer's writes stall, and
         // nothing piles up here. Step 9 refuses the excess instead.
@@ -230,18 +223,15 @@ fn serve_connection(
 
 /// Runs the request's method, if its caller still waits for the answer.
 ///
-/// A request whose deadline has passed before its method starts (it waited
-/// too long for a place under the bound on requests in flight; the clock
-/// starts when the request is read) is not run: nobody would read
-/// the result, and the work would only slow the requests that still
-/// count. One whose method finishes after the deadline is answered with
-/// the code `TIMEOUT` instead of its result, so that every request still
-/// gets exactly one answer; its caller has given up and drops it.
+/// A request already past its deadline (it waited too long for a place
+/// under the bound; the clock starts when the request is read) is not run:
+/// nobody would read the result. One that finishes late is answered with a
+/// timeout error instead of its result, so that every request still gets
+/// exactly one answer.
 ///
 /// The method cannot be stopped *while* it runs: a blocking function has
-/// no point at which another thread could safely interrupt it, so a `sleep`
-/// asked for 5 seconds with a deadline of 1 still holds its thread for
-/// 5. Step 5's async handlers can be dropped at the deadline instead.
+/// no point at which another thread could safely interrupt it. Step 5's
+/// async handlers can be dropped at the deadline instead.
 fn call_before(methods: &Methods, request: &Request, deadline: Option<Instant>) -> Response {
     let passed = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     let timeout = |when: &str| {
@@ -295,13 +285,10 @@ impl Drop for RequestSlot {
     }
 }
 
-/// Sends one response as one frame on a connection's shared write half.
-///
-/// Request threads finish whenever they finish, so two may want to write
-/// at the same moment. The lock is held for the whole frame: without it,
-/// two `write_all`s could interleave their bytes (a large frame can take
-/// several `write` syscalls), and the client would read half of one
-/// response as the length of the next.
+/// Sends one response as one frame on a connection's shared write half,
+/// holding the lock for the whole frame: two request threads' `write_all`s
+/// could otherwise interleave (a large frame takes several `write`s), and
+/// the client would read half of one response as the next one's length.
 fn write_response(writer: &Mutex<TcpStream>, response: &Response) -> io::Result<()> {
     // Serialise before taking the lock: only the write needs it.
     let body = encode(response);
