@@ -7,12 +7,14 @@
 //! bottom. What it costs (a thread per idle connection and one per running
 //! request, under crude bounds) is what later steps fix.
 
-use std::io::{self, BufReader};
+use std::fmt;
+use std::io::{self, BufReader, Write};
+use std::mem;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -72,6 +74,16 @@ pub struct ServerConfig {
 /// connections time to close.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Writes one line to the server's log, stderr, and ignores a failure.
+///
+/// `eprintln!` panics when it cannot write, as when stderr is a pipe whose
+/// reader has gone (`server 2>&1 | head`, a log collector that died). In
+/// the accept loop that panic would end the server: no log line is worth
+/// that. Step 8's `tracing` replaces this.
+fn log(line: fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Serves `methods` on `listener`, as `config` says, until the process exits.
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
@@ -85,6 +97,7 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
     // checking and then adding cannot race; connection threads take their
     // place back when they end (see `ConnectionSlot`).
     let open = Arc::new(AtomicUsize::new(0));
+    let mut refusals = RefusalLog::default();
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
@@ -96,10 +109,16 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
                 if open.load(Ordering::Acquire) >= limits.max_connections {
                     // Dropping the stream closes it: the peer sees the
                     // connection end before any answer. Step 9 says why.
-                    eprintln!(
-                        "refused {peer}: {} connections open",
-                        limits.max_connections
-                    );
+                    let max = limits.max_connections;
+                    match refusals.refused(Instant::now()) {
+                        Some(1) => log(format_args!("refused {peer}: {max} connections open")),
+                        Some(n) => log(format_args!(
+                            "refused {peer} and {} more since the last such line: \
+                             {max} connections open",
+                            n - 1
+                        )),
+                        None => {}
+                    }
                     continue;
                 }
                 open.fetch_add(1, Ordering::AcqRel);
@@ -115,24 +134,61 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
                     if let Err(e) = serve_connection(stream, &methods, max_in_flight) {
                         // Whatever went wrong, it went wrong for this
                         // connection only. Say so, and let the thread end.
-                        eprintln!("connection {peer} closed: {e}");
+                        log(format_args!("connection {peer} closed: {e}"));
                     }
                 });
                 if let Err(e) = spawned {
                     // The stream and the slot moved into the closure, which
                     // was dropped with the error: the connection is closed
                     // and its place given back.
-                    eprintln!("cannot start a thread for a connection: {e}");
+                    log(format_args!("cannot start a thread for a connection: {e}"));
                     thread::sleep(ACCEPT_ERROR_PAUSE);
                 }
             }
             Err(e) => {
-                eprintln!("accept failed: {e}");
+                log(format_args!("accept failed: {e}"));
                 thread::sleep(ACCEPT_ERROR_PAUSE);
             }
         }
     }
     Ok(())
+}
+
+/// How often, at most, refused connections are logged.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps refused connections from flooding the log.
+///
+/// A peer at the connection limit may try again at once, thousands of
+/// times a second: a line for each (3,530 in 10 s, once) would bury the
+/// rest of the log and fill the disk. So the first refusal is logged, and
+/// after it at most one line per [`REFUSAL_LOG_INTERVAL`], with the count
+/// of refusals since the last line. Refusals after the last line are
+/// counted in the next one, whenever another refusal comes; a timer to
+/// report them sooner is not worth a thread here.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// When the last line was written; `None` before the first refusal.
+    last_line: Option<Instant>,
+    /// Refusals not yet counted in a line.
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    /// Counts one refusal at `now`, and says whether to log it: `Some(n)`
+    /// for a line about `n` refusals (this one and those kept quiet since
+    /// the last line), `None` for no line. The caller passes the time, so a
+    /// test can pass any time it likes.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let logged_recently = (self.last_line)
+            .is_some_and(|last| now.saturating_duration_since(last) < REFUSAL_LOG_INTERVAL);
+        if logged_recently {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(mem::take(&mut self.unlogged))
+    }
 }
 
 /// One connection's place under [`Limits::max_connections`], given back
@@ -169,6 +225,12 @@ fn serve_connection(
     let mut reader = BufReader::new(stream.try_clone()?);
     let writer = Arc::new(Mutex::new(stream));
     let in_flight = Arc::new(InFlight::default());
+    // However this function ends (the peer hung up, broke the framing, or a
+    // write failed), requests it started may still run, each on a thread.
+    // The connection's place under `max_connections` is given back when it
+    // returns: without this wait, a peer that sends requests and hangs up,
+    // again and again, could start threads past every bound in `Limits`.
+    let _requests_finished = WaitForRequests(Arc::clone(&in_flight));
 
     while let Some(body) = read_frame(&mut reader)? {
         let request = match parse_request(&body) {
@@ -220,12 +282,14 @@ fn serve_connection(
 
 // ANCHOR: in_flight
 /// The requests of one connection that are running, and a way to wait
-/// until one of them finishes.
+/// until one of them finishes, or all of them have.
 #[derive(Default)]
 struct InFlight {
     /// How many request threads of this connection have not finished.
     running: Mutex<usize>,
-    /// Signalled each time one finishes.
+    /// Signalled each time one finishes. Only the connection's thread waits
+    /// on it (in `start`, or as the connection ends), so `notify_one` in
+    /// `RequestSlot::drop` always wakes the one waiter there is.
     finished: Condvar,
 }
 
@@ -241,6 +305,27 @@ impl InFlight {
         }
         *running += 1;
         RequestSlot(Arc::clone(self))
+    }
+
+    /// Waits until none of the connection's requests runs.
+    fn wait_until_none_run(&self) {
+        let mut running = lock(&self.running);
+        while *running > 0 {
+            running = self
+                .finished
+                .wait(running)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Waits, when dropped, until the connection's requests have all finished,
+/// so that the connection keeps its place under the limits while they run.
+struct WaitForRequests(Arc<InFlight>);
+
+impl Drop for WaitForRequests {
+    fn drop(&mut self) {
+        self.0.wait_until_none_run();
     }
 }
 
@@ -286,4 +371,26 @@ fn encode(response: &Response) -> Vec<u8> {
         return serde_json::to_vec(&Response::failure(response.id, error)).expect("valid JSON");
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_first_then_counted_once_per_interval() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut refusals = RefusalLog::default();
+        assert_eq!(refusals.refused(at(0)), Some(1), "the first is logged");
+        for _ in 0..3_529 {
+            assert_eq!(refusals.refused(at(5)), None);
+        }
+        // The interval is over: one line counts the quiet ones and this one.
+        assert_eq!(refusals.refused(at(10)), Some(3_530));
+        assert_eq!(refusals.refused(at(19)), None);
+        assert_eq!(refusals.refused(at(25)), Some(2));
+        // After a quiet spell, the next refusal is logged at once.
+        assert_eq!(refusals.refused(at(3_600)), Some(1));
+    }
 }

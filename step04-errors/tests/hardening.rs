@@ -1,0 +1,204 @@
+//! What a server must survive besides bad frames: a log nobody reads, a
+//! peer that knocks again and again on a full server, and one that leaves
+//! its calls running and comes back for more. The first two run the server
+//! binary, whose stderr a test can close or read.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use common::rpc::server::{self, Limits, ServerConfig};
+use common::rpc::service;
+use serde_json::{Value, json};
+use testkit::{STUCK, closed_by_server, connect, exchange, frame, send_raw, wait_until};
+
+/// Opens as many connections as the server binary serves at once (it has
+/// no flag to lower `Limits::max_connections`), and proves each is served:
+/// a malformed frame is answered, in every step. The next one is refused.
+fn fill_the_server(addr: SocketAddr) -> Vec<TcpStream> {
+    let served = |_| {
+        let mut stream = connect(addr);
+        exchange(&mut stream, b"{not json");
+        stream
+    };
+    (0..Limits::default().max_connections).map(served).collect()
+}
+
+/// Opens one connection too many and checks that it is refused, a refusal
+/// being something the server logs.
+fn knock(addr: SocketAddr) {
+    let mut refused = connect(addr);
+    assert!(
+        closed_by_server(&mut refused),
+        "a connection too many was served"
+    );
+}
+
+/// Sends garbage on `stream`, which the server answers by closing it and
+/// logging a line that says `closed`.
+fn break_connection(mut stream: TcpStream) {
+    send_raw(&mut stream, b"garbage!");
+    assert!(closed_by_server(&mut stream), "garbage left open");
+}
+
+/// Whether a fresh connection is served; false, not a panic, if it is not.
+fn served(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(STUCK));
+    testkit::write_frame(&mut stream, b"{not json").is_ok()
+        && matches!(testkit::read_frame(&mut stream), Ok(Some(_)))
+}
+
+/// Whether the server has closed `stream`, asked without waiting: end of
+/// file or a reset is closed; nothing to read yet is open.
+fn closed_now(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let closed = match stream.read(&mut [0]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// The lines `stderr` carries up to the first that contains `last`.
+///
+/// # Panics
+///
+/// If no such line comes within [`STUCK`].
+fn lines_until(stderr: impl Read + Send + 'static, last: &'static str) -> Vec<String> {
+    let (line, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for text in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line.send(text);
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|text: &String| !text.contains(last)) {
+        match lines.recv_timeout(STUCK) {
+            Ok(text) => seen.push(text),
+            Err(_) => panic!("no line with {last:?} within {STUCK:?}; the log: {seen:#?}"),
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_server() {
+    let bin = common::bin("server");
+    let (mut server, addr) = testkit::start_server_with(&bin, &[], Stdio::piped());
+    // Nobody reads the server's log from now on: each line it writes fails.
+    drop(server.stderr.take());
+    let mut open = fill_the_server(addr);
+    // Refusals are logged by the accept loop, where a panic ends the
+    // process; a broken connection by that connection's own thread.
+    for _ in 0..3 {
+        knock(addr);
+    }
+    break_connection(open.pop().unwrap());
+    assert_eq!(server.try_wait().unwrap(), None, "the server exited");
+    drop(open);
+    wait_until("a fresh connection is served", STUCK, || served(addr));
+    common::assert_server_answers(addr);
+    assert_eq!(server.try_wait().unwrap(), None, "the server exited");
+}
+
+#[test]
+fn a_burst_of_refused_connections_is_logged_once() {
+    let bin = common::bin("server");
+    let (mut server, addr) = testkit::start_server_with(&bin, &[], Stdio::piped());
+    let stderr = server.stderr.take().unwrap();
+    let mut open = fill_the_server(addr);
+    for _ in 0..20 {
+        knock(addr);
+    }
+    // The server logs each refusal, if at all, before it closes the
+    // connection; this line comes after all of them.
+    break_connection(open.pop().unwrap());
+    let log = lines_until(stderr, "closed");
+    let refusals = log
+        .iter()
+        .filter(|line| line.starts_with("refused"))
+        .count();
+    assert_eq!(refusals, 1, "{log:#?}");
+}
+
+#[test]
+fn abandoned_calls_keep_their_connection_s_place_until_they_finish() {
+    let limits = Limits {
+        max_connections: 2,
+        max_in_flight_per_connection: 4,
+    };
+    let per_connection = limits.max_in_flight_per_connection;
+    let bound = limits.max_connections * per_connection;
+    // `hold` counts the handlers running at once, and the most seen, and
+    // runs until the test drops `release`. None finishes before that, so
+    // until then `running` only grows.
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let mut methods = service::methods();
+    let (counter, high_water) = (Arc::clone(&running), Arc::clone(&most));
+    methods.register("hold", move |_: Value| {
+        high_water.fetch_max(counter.fetch_add(1, SeqCst) + 1, SeqCst);
+        // An error here means `release` is gone: finish.
+        let _ = released.lock().unwrap().recv();
+        counter.fetch_sub(1, SeqCst);
+        Ok(Value::Null)
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServerConfig { limits };
+    thread::spawn(move || server::run(listener, methods, config));
+
+    // A connection's worth of calls, sent, and then the peer hangs up
+    // without waiting for an answer; ten times over.
+    let calls: Vec<u8> = (1..=per_connection)
+        .flat_map(|id| frame(json!({"id": id, "method": "hold"}).to_string().as_bytes()))
+        .collect();
+    for _ in 0..10 {
+        let expected = running.load(SeqCst) + per_connection;
+        let mut stream = connect(addr);
+        // A refused connection may be closed before this is written.
+        let _ = stream.write_all(&calls);
+        let _ = stream.shutdown(Shutdown::Write);
+        // Served, its calls all run; refused, it is closed.
+        wait_until("the calls run or the connection is refused", STUCK, || {
+            running.load(SeqCst) >= expected || closed_now(&mut stream)
+        });
+    }
+    assert_eq!(
+        most.load(SeqCst),
+        bound,
+        "at most {bound} handlers may run at once: {per_connection} on each of \
+         {} connections",
+        bound / per_connection
+    );
+
+    // Once the calls end, their connections' places are free again.
+    drop(release);
+    wait_until("a fresh connection is served", STUCK, || served(addr));
+    common::assert_server_answers(addr);
+}
+
+#[test]
+fn a_panicking_handler_is_logged_once() {
+    let bin = common::bin("server");
+    let (mut server, addr) = testkit::start_server_with(&bin, &[], Stdio::piped());
+    let stderr = server.stderr.take().unwrap();
+    let mut stream = connect(addr);
+    let answer = exchange(&mut stream, br#"{"id":1,"method":"explode"}"#);
+    assert_eq!(answer["error"]["code"], "INTERNAL", "{answer}");
+    // The panic is logged before it is answered; this line comes after.
+    break_connection(stream);
+    let log = lines_until(stderr, "closed");
+    let panics = log.iter().filter(|line| line.contains("panicked")).count();
+    assert_eq!(panics, 1, "{log:#?}");
+}
