@@ -124,12 +124,14 @@ pub struct ClientConfig {
     /// so that a runaway caller cannot pile up table entries and server work
     /// without limit. Default: [`DEFAULT_MAX_PENDING`].
     pub max_pending: usize,
-    /// How long the server may stay silent while calls wait for it, or take
-    /// to accept a request, before the connection is given up and every
-    /// waiting call fails with `Io`. Default: [`DEFAULT_IO_TIMEOUT`].
+    /// How long the server may stay silent while calls wait for it, take
+    /// to send one response once it has begun, or take to accept a request,
+    /// before the connection is given up and every waiting call fails with
+    /// `Io`. Default: [`DEFAULT_IO_TIMEOUT`].
     pub io_timeout: Duration,
     /// How long a call may take, every attempt and pause included, when
-    /// its [`CallOptions`] do not say. Default: [`DEFAULT_TIMEOUT`].
+    /// its [`CallOptions`] do not say; also how long [`Client::connect`]
+    /// may take. Default: [`DEFAULT_TIMEOUT`].
     pub default_timeout: Duration,
     /// How many times, and how far apart, a failed call is tried.
     pub retry: RetryPolicy,
@@ -151,9 +153,10 @@ pub const DEFAULT_MAX_PENDING: usize = 1024;
 /// The default [`ClientConfig::io_timeout`].
 ///
 /// Not the call's deadline ([`DEFAULT_TIMEOUT`]): a safety net, so that a
-/// server that stops talking mid-answer costs the caller an error, not a
-/// thread blocked forever. A server that keeps answering other calls but
-/// never answers one is not silent: that call waits for its deadline.
+/// server that stops talking mid-answer, or dribbles it, costs the caller
+/// an error, not a thread blocked forever. A server that keeps answering
+/// other calls but never answers one is not silent: that call waits for its
+/// deadline.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default [`ClientConfig::default_timeout`]: longer than any method
@@ -424,8 +427,9 @@ impl Client {
     }
 
     /// Connects to a server and starts the thread that reads its answers.
+    /// Gives up after [`ClientConfig::default_timeout`], as a call would.
     pub fn connect_with(addr: impl ToSocketAddrs, config: ClientConfig) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        let stream = connect_within(addr, config.default_timeout)?;
         let shared = Shared {
             // Reconnects go to the address that answered this time.
             addr: stream.peer_addr()?,
@@ -452,8 +456,9 @@ impl Client {
         // The reader thread gets the read half and the table, not the
         // `Connection`, so that dropping the last `Client` can end it.
         let table = Arc::clone(&pending);
+        let io_timeout = config.io_timeout;
         // `Builder`, not `thread::spawn`: no thread is an error, not a panic.
-        thread::Builder::new().spawn(move || read_responses(reader, &table))?;
+        thread::Builder::new().spawn(move || read_responses(reader, &table, io_timeout))?;
         Ok(Arc::new(Connection {
             writer: Mutex::new(stream),
             next_id: AtomicU64::new(1),
@@ -623,7 +628,7 @@ impl Client {
 /// The reader thread: reads every response on the connection and hands
 /// each to the call waiting for its id, until the connection ends; then
 /// fails every call still waiting, and every later one, with why.
-fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
+fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls, io_timeout: Duration) {
     let why = loop {
         // Wait for the next frame to start, taking none of it yet. The I/O
         // timeout firing here is only a quiet connection if no call was
@@ -636,8 +641,9 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
             Err(e) => break CallError::Io(e),
         }
         // The server may be broken or hostile too: a closed connection, a
-        // cut frame or bad JSON is an error for the caller, never a panic.
-        let body = match read_frame(&mut reader) {
+        // cut frame, a frame that takes too long or bad JSON is an error for
+        // the caller, never a panic.
+        let body = match read_frame(&mut FrameDeadline::start(&mut reader, io_timeout)) {
             Ok(Some(body)) => body,
             Ok(None) => {
                 let e = io::Error::new(
@@ -663,6 +669,93 @@ fn read_responses(mut reader: BufReader<TcpStream>, pending: &PendingCalls) {
     pending.fail_all(why);
     // Tell the server too, if it is still there.
     let _ = reader.get_ref().shutdown(Shutdown::Both);
+}
+
+/// The reader of one response frame, which must arrive whole within the
+/// I/O timeout of its first byte. The socket's read timeout alone restarts
+/// with every byte: a server that sends one byte a second would hold the
+/// connection, and every call waiting behind that frame, forever.
+struct FrameDeadline<'a> {
+    /// The connection's read half, on which the frame has begun.
+    reader: &'a mut BufReader<TcpStream>,
+    /// When its first byte arrived.
+    start: Instant,
+    /// How long the whole frame may take; also the read timeout between
+    /// frames, put back once this one is read.
+    io_timeout: Duration,
+    /// Whether the read timeout was changed for this frame. Most frames
+    /// arrive with their first byte, and cost no system call for this.
+    changed: bool,
+}
+
+impl FrameDeadline<'_> {
+    /// A frame begun on `reader` just now, with `io_timeout` to arrive.
+    fn start(reader: &mut BufReader<TcpStream>, io_timeout: Duration) -> FrameDeadline<'_> {
+        FrameDeadline {
+            reader,
+            start: Instant::now(),
+            io_timeout,
+            changed: false,
+        }
+    }
+}
+
+impl io::Read for FrameDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Bytes already buffered cost no wait.
+        if !self.reader.buffer().is_empty() {
+            return io::Read::read(self.reader, buf);
+        }
+        // A read from the socket waits at most for what is left of the time.
+        let late = || {
+            let message = "the server took longer than the I/O timeout to send a response";
+            io::Error::new(io::ErrorKind::TimedOut, message)
+        };
+        let left = self.io_timeout.saturating_sub(self.start.elapsed());
+        if left.is_zero() {
+            return Err(late());
+        }
+        self.reader.get_ref().set_read_timeout(Some(left))?;
+        self.changed = true;
+        let read = io::Read::read(self.reader, buf);
+        read.map_err(|e| if is_timeout(&e) { late() } else { e })
+    }
+}
+
+impl Drop for FrameDeadline<'_> {
+    fn drop(&mut self) {
+        if !self.changed {
+            return;
+        }
+        // Between frames, the I/O timeout again. Should this fail, the next
+        // read may at worst time out early, and the connection be replaced.
+        let _ = self
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(self.io_timeout));
+    }
+}
+
+/// Connects to the first of `addr`'s addresses that accepts, as
+/// `TcpStream::connect` does, but gives up once `timeout` has passed.
+/// `TcpStream::connect` waits as long as the OS retries the handshake (over
+/// two minutes on Linux) when a host drops it, or a server's accept queue
+/// is full. (Looking the name up is not bounded: `std` has no way to.)
+fn connect_within(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStream> {
+    let start = Instant::now();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+    for addr in addr.to_socket_addrs()? {
+        // One timeout for all the addresses together.
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Whether a failed attempt's request may have reached the server, which

@@ -1,17 +1,22 @@
 //! Deadlines on both sides: the client gives up at its deadline and drops
 //! the answer that comes later; the server skips, or answers `TIMEOUT`
-//! for, work whose caller has given up.
+//! for, work whose caller has given up. A connection that cannot deliver
+//! an answer in time, however slowly it dribbles, is replaced; a connect
+//! that cannot be made in time gives up.
 
 mod common;
 
+use std::io::ErrorKind;
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::rpc::client::{CallError, CallOptions, Client};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
 use common::rpc::service::ServiceCalls;
 use common::spawn_server_with_hold;
 use serde_json::json;
-use testkit::{STUCK, connect, exchange, receive, send, wait_until};
+use testkit::{FakeServer, Reply, STUCK, connect, exchange, receive, send, wait_until};
 
 #[test]
 fn late_response_after_timeout_is_dropped() {
@@ -76,4 +81,75 @@ fn server_skips_work_whose_deadline_has_passed() {
     let response = receive(&mut stream);
     assert_eq!(response["error"]["code"], "TIMEOUT", "{response}");
     assert!(hold.started.try_recv().is_err(), "the method ran");
+}
+
+#[test]
+fn a_trickled_response_is_given_up_at_the_io_timeout_and_the_connection_replaced() {
+    // The first request is answered with a frame that announces 1 MiB and
+    // then comes one byte every 50 ms: every read gets something, so no
+    // read ever waits out the I/O timeout. Later requests get an answer.
+    let mut requests = 0;
+    let server = FakeServer::start(move |request| {
+        requests += 1;
+        if requests > 1 {
+            return vec![Reply::Json(
+                json!({"id": request["id"], "ok": true, "result": 3}),
+            )];
+        }
+        let mut bytes = (1024 * 1024u32).to_be_bytes().to_vec();
+        bytes.resize(4 + 1000, b' '); // 50 s of trickle, unless cut short
+        let every = Duration::from_millis(50);
+        vec![Reply::Trickle { bytes, every }]
+    });
+    let config = ClientConfig {
+        io_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(server.addr(), config).unwrap();
+    // The frame must arrive whole within the I/O timeout; it does not, so
+    // the connection is given up, long before this call's deadline. (Not
+    // idempotent, so the call is not tried again.)
+    let options = CallOptions {
+        timeout: Some(STUCK),
+        ..CallOptions::default()
+    };
+    match client.call_with("add", json!({"a": 1, "b": 2}), &options) {
+        Err(CallError::Io(e)) => assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}"),
+        other => panic!("expected the connection to time out, got {other:?}"),
+    }
+    // The next call connects anew, and is the server's second request.
+    assert_eq!(client.call("add", json!({"a": 1, "b": 2})).unwrap(), 3);
+    assert_eq!(server.requests_so_far().len(), 2);
+}
+
+#[test]
+fn the_first_connect_gives_up_at_the_default_timeout() {
+    // A server that never accepts. Once its accept queue is full (129
+    // connections, for std's backlog of 128), Linux drops every further
+    // handshake, and a connect without a timeout waits out the OS's
+    // retries: over two minutes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the accept queue after {}: {e}", queued.len()),
+        }
+        assert!(queued.len() < 10_000, "the accept queue never filled");
+    }
+    let config = ClientConfig {
+        default_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    };
+    // On a thread, so that a connect that hangs fails the test in 20 s,
+    // not two minutes: generous for a 1 s timeout on a busy machine.
+    let (done, connected) = mpsc::channel();
+    thread::spawn(move || done.send(Client::connect_with(addr, config).map(drop)));
+    let bound = Duration::from_secs(20);
+    let connected = connected
+        .recv_timeout(bound)
+        .unwrap_or_else(|_| panic!("the connect was still waiting after {bound:?}"));
+    assert_eq!(connected.unwrap_err().kind(), ErrorKind::TimedOut);
 }
