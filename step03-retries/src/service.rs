@@ -63,7 +63,13 @@ fn sleep(params: &Value) -> Result<Value, RpcError> {
 // ANCHOR: flaky
 /// The most keys `flaky` remembers. Past that it forgets them all: each key
 /// costs the server memory, and callers choose the keys.
-const MAX_FLAKY_KEYS: usize = 1024;
+pub const MAX_FLAKY_KEYS: usize = 1024;
+
+/// The longest key `flaky` accepts, in bytes; a longer one is refused.
+/// With [`MAX_FLAKY_KEYS`], this bounds what callers can make `flaky` hold:
+/// 1,024 keys of 64 bytes are 64 KiB, and with the table's own slots under
+/// 160 KiB in all. Without it, 1,023 keys of 1 MiB each held 1 GiB.
+pub const MAX_FLAKY_KEY_BYTES: usize = 64;
 
 /// `flaky {key, failures}` fails its first `failures` calls for `key` with
 /// the code `unavailable`, then succeeds, returning how many calls for
@@ -77,6 +83,9 @@ fn flaky() -> impl Fn(&Value) -> Result<Value, RpcError> + Send + Sync {
             (params.get("key").and_then(Value::as_str)).ok_or("params.key must be a string")?;
         let failures = (params.get("failures").and_then(Value::as_u64))
             .ok_or("params.failures must be a whole number")?;
+        if key.len() > MAX_FLAKY_KEY_BYTES {
+            return Err(format!("params.key must be at most {MAX_FLAKY_KEY_BYTES} bytes").into());
+        }
         let mut calls = lock(&calls);
         if calls.len() >= MAX_FLAKY_KEYS && !calls.contains_key(key) {
             calls.clear();

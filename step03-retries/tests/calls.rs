@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::rpc::client::{CallError, Client, ClientConfig};
-use common::rpc::service::MAX_SLEEP_MS;
 use common::rpc::service::ServiceCalls;
+use common::rpc::service::{MAX_FLAKY_KEY_BYTES, MAX_FLAKY_KEYS, MAX_SLEEP_MS};
 use common::spawn_server;
 use serde_json::json;
 
@@ -92,6 +92,26 @@ fn sleep_returns_its_argument_and_refuses_to_sleep_too_long() {
     assert_eq!(client.sleep(1).unwrap(), 1);
     let err = client.sleep(MAX_SLEEP_MS + 1).unwrap_err();
     assert!(err.to_string().contains("at most"), "{err}");
+}
+
+#[test]
+fn flaky_remembers_a_bounded_number_of_short_keys() {
+    // Callers choose the keys, and each one costs the server memory.
+    let client = Client::connect(spawn_server()).unwrap();
+    let flaky = |key: &str| client.call("flaky", json!({"key": key, "failures": 0}));
+    let err = flaky(&"k".repeat(MAX_FLAKY_KEY_BYTES + 1)).unwrap_err();
+    let refused = format!("must be at most {MAX_FLAKY_KEY_BYTES} bytes");
+    assert!(err.to_string().contains(&refused), "{err}");
+    let longest = "k".repeat(MAX_FLAKY_KEY_BYTES);
+    assert_eq!(flaky(&longest).unwrap(), 1);
+    // As many keys as it remembers, `longest` included: it still counts.
+    for i in 1..MAX_FLAKY_KEYS {
+        flaky(&format!("key-{i}")).unwrap();
+    }
+    assert_eq!(flaky(&longest).unwrap(), 2);
+    // One more, and it forgets them all: `longest` counts from 1 again.
+    flaky("one-too-many").unwrap();
+    assert_eq!(flaky(&longest).unwrap(), 1);
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! a frame's body is read as a request. Pure data and functions, no I/O:
 //! [`crate::frame`] moves the bytes.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Unexpected, Visitor};
+use serde::{Deserialize, Serialize, forward_to_deserialize_any};
 use serde_json::{Value, json};
 use std::fmt;
 
@@ -12,7 +13,8 @@ use std::fmt;
 /// On the wire:
 /// `{"id":1,"method":"add","params":{"a":5,"b":3},"meta":{"timeout_ms":15000,"idempotent":false}}`.
 /// `params` is any JSON value; each method says what shape it expects by
-/// the type it decodes them into (see `Methods::register`).
+/// the type it decodes them into (see `Methods::register`). The server
+/// reads a request with [`parse_request`], which checks it field by field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     /// Chosen by the client and copied into the response, so that answers
@@ -46,14 +48,26 @@ pub struct Meta {
     pub idempotent: bool,
     // ANCHOR: token
     /// The shared secret of a server that requires one
-    /// (`Methods::require_token`); left out of the frame when `None`.
+    /// (`Methods::require_token`); left out of the frame when `None`, and
+    /// refused when `null`: a token is a string or not there.
     ///
     /// On every request, so that there is no per-connection handshake to get
     /// wrong. Without TLS it crosses the network in clear text: it keeps out
     /// a careless client, not an attacker who can watch the traffic.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "not_null")]
     pub token: Option<String>,
     // ANCHOR_END: token
+}
+
+/// Reads a field that may be left out but, when there, holds a value:
+/// `Option`'s own reading takes `null` for `None`. The field's default
+/// (here the struct's `#[serde(default)]`) covers it being left out.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// The answer to one request, tagged with that request's id.
@@ -151,12 +165,24 @@ impl fmt::Display for ErrorCode {
 
 // ANCHOR: retryable
 impl ErrorCode {
+    /// Every code, in the order declared, for whoever must go through them
+    /// all (a test of each code's spelling, or of which are retried).
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::MethodNotFound,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::ServerBusy,
+    ];
+
     /// True if the same request, sent again, may succeed: only after
     /// `SERVER_BUSY`. Any other code would come again, or for `TIMEOUT`,
     /// comes too late: one deadline covers the whole call, every attempt
     /// included, so once it has passed no time is left for another.
     pub fn is_retryable(self) -> bool {
-        // Every code listed, no `_`: a new code must be classified here.
+        // Every code listed, no `_`: a new code must be classified here
+        // (and added to `ALL` above, which the compiler cannot check).
         match self {
             ErrorCode::ServerBusy => true,
             ErrorCode::BadRequest
@@ -223,34 +249,57 @@ impl RpcError {
 pub fn parse_request(body: &[u8]) -> Result<Request, (Option<u64>, RpcError)> {
     let whole = |message: String| RpcError::bad_request("", "a JSON object", message);
     let value: Value = serde_json::from_slice(body).map_err(|e| (None, whole(e.to_string())))?;
-    // Read loosely first, so that a request wrong elsewhere is still
-    // answered under its id, and its caller can be told.
-    let id = value.get("id").and_then(Value::as_u64);
     // serde's derived `Deserialize` also takes a JSON array as a struct,
     // by position: `[7,"add",{"a":1,"b":2}]` would run `add`. A request is
     // an object; and step 10 gives an array a meaning of its own, a batch.
-    if !value.is_object() {
-        return Err((id, whole("a request must be a JSON object".into())));
-    }
-    let request: Request = decode(&value, "").map_err(|error| (id, error))?;
-    if request.method.is_empty() {
+    let Value::Object(mut fields) = value else {
+        return Err((None, whole("a request must be a JSON object".into())));
+    };
+    // One field at a time, in the order the protocol appendix gives, so
+    // that a request wrong in two ways is told about the same one every
+    // time. (Decoded whole, serde would go by the keys, and `serde_json`
+    // keeps them sorted: `meta` before `method`.)
+    let field = |name: &str| {
+        let missing = || RpcError::bad_request(name, "a value", format!("missing field `{name}`"));
+        fields.get(name).ok_or_else(missing)
+    };
+    let id = field("id").and_then(|id| decode(id, "id"));
+    let id: u64 = id.map_err(|error| (None, error))?;
+    // From here on, a request wrong elsewhere is answered under its id.
+    let with_id = |error: RpcError| (Some(id), error);
+    let method: String = field("method")
+        .and_then(|method| decode(method, "method"))
+        .map_err(with_id)?;
+    if method.is_empty() {
         let error = RpcError::bad_request("method", "a non-empty string", "`method` is empty");
-        return Err((id, error));
+        return Err(with_id(error));
     }
-    Ok(request)
+    let meta = match fields.get("meta") {
+        Some(meta) => decode(meta, "meta").map_err(with_id)?,
+        None => Meta::default(),
+    };
+    // Any JSON at all: the method's own type decides (`Methods::register`).
+    let params = fields.remove("params").unwrap_or_default();
+    Ok(Request {
+        id,
+        method,
+        params,
+        meta,
+    })
 }
 // ANCHOR_END: validate
 
 // ANCHOR: decode
 /// Decodes `value`, found at `at` in the request (`""` for the request,
 /// `"params"` for its parameters), as a `T`; or says which field did not
-/// fit, and what `T` expected there.
+/// fit, and what was expected there, in the protocol's words.
 ///
-/// serde says *what* went wrong ("invalid type: string, expected f64") but
-/// not *where*. `serde_path_to_error` tracks the path as serde decodes: it
-/// replaces a hand-written walk over `value` mirroring every `T`.
+/// serde says *what* went wrong ("invalid type: string "five", expected
+/// f64") but not *where*. `serde_path_to_error` tracks the path as serde
+/// decodes: it replaces a hand-written walk over `value` mirroring every
+/// `T`. `ByName` keeps serde from reading a struct out of an array.
 pub fn decode<T: DeserializeOwned>(value: &Value, at: &str) -> Result<T, RpcError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(ByName(value)).map_err(|e| {
         // `.` is the path of `value` itself.
         let path = match e.path().to_string() {
             inner if inner == "." => at.to_string(),
@@ -264,17 +313,27 @@ pub fn decode<T: DeserializeOwned>(value: &Value, at: &str) -> Result<T, RpcErro
         }
         // "invalid type: string "five", expected f64": serde's last words
         // name what it wanted, in Rust's terms; the wire speaks JSON's.
-        let expected = match why
-            .rsplit_once(", expected ")
-            .map_or(&*why, |(_, rust)| rust)
-        {
-            "f32" | "f64" => "a number",
-            "u8" | "u16" | "u32" | "u64" | "usize" => "an unsigned integer",
-            "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
-            rust if rust.starts_with("struct ") => "an object",
-            rust => rust,
+        let Some((_, rust)) = why.rsplit_once(", expected ") else {
+            // Not about a type: a type's own check failed. Its words, then.
+            return RpcError::bad_request(&path, &why, format!("`{path}`: {why}"));
         };
-        RpcError::bad_request(&path, expected, format!("`{path}`: {why}"))
+        let expected = match rust {
+            "f32" | "f64" => "a number",
+            "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "an unsigned integer",
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+            "a sequence" => "an array",
+            "a map" => "an object",
+            "unit" => "null",
+            words => words,
+        };
+        // `details.expected` keeps to a few fixed words; the message, for
+        // people, also names the fields a struct wants (see `ByName`).
+        let short = if expected.starts_with("an object") {
+            "an object"
+        } else {
+            expected
+        };
+        RpcError::bad_request(&path, short, format!("`{path}` must be {expected}"))
     })
 }
 
@@ -286,6 +345,125 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 // ANCHOR_END: decode
+
+// ANCHOR: by_name
+/// A JSON value to decode a type from, read as `serde_json` reads a
+/// `Value`, but for one thing: a struct only from an object, by its
+/// fields' names.
+///
+/// serde's derived `Deserialize` also reads a struct from an array, by
+/// position, and `Value` offers it the array: `"params":[1,2]` would be
+/// `{"a":1,"b":2}`, and `"meta":[null,false,"SECRET"]` a token. A match by
+/// position is a trap: nobody named the fields, so a reordered struct, or
+/// one with a field added, reads the same array as something else, and a
+/// token gets in where nobody wrote `token`. No struct on our wire is an
+/// array, so none is read from one, at any depth: the values inside an
+/// array or an object are handed on wrapped too.
+struct ByName<'a>(&'a Value);
+
+impl<'de> Deserializer<'de> for ByName<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Array(items) => {
+                let mut items = SeqDeserializer::new(items.iter().map(ByName));
+                let decoded = visitor.visit_seq(&mut items)?;
+                items.end().map(|()| decoded)
+            }
+            Value::Object(fields) => {
+                let fields = fields
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), ByName(value)));
+                let mut fields = MapDeserializer::new(fields);
+                let decoded = visitor.visit_map(&mut fields)?;
+                fields.end().map(|()| decoded)
+            }
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    /// The one difference from `Value`: an object, or no struct.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(_) => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(
+                Unexpected::Other("not an object"),
+                &AnObjectWith(fields),
+            )),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// An enum on our wire is a string (`ErrorCode`): `Value` reads that.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_enum(name, variants, visitor)
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
+        ignored_any
+    }
+}
+
+/// So that `SeqDeserializer` and `MapDeserializer` take a `ByName` as the
+/// deserializer of an element.
+impl<'de> IntoDeserializer<'de, serde_json::Error> for ByName<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+/// What a struct is on the wire, in the protocol's words: "an object with
+/// fields `a` and `b`".
+struct AnObjectWith(&'static [&'static str]);
+
+impl de::Expected for AnObjectWith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")?;
+        let Some((last, others)) = self.0.split_last() else {
+            return Ok(());
+        };
+        f.write_str(if others.is_empty() {
+            " with field "
+        } else {
+            " with fields "
+        })?;
+        for (i, name) in others.iter().enumerate() {
+            let then = if i + 1 == others.len() { " and " } else { ", " };
+            write!(f, "`{name}`{then}")?;
+        }
+        write!(f, "`{last}`")
+    }
+}
+// ANCHOR_END: by_name
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,13 @@ fn sleep(SleepParams { ms }: SleepParams) -> Result<u64, RpcError> {
 
 /// The most keys `flaky` remembers. Past that it forgets them all: each key
 /// costs the server memory, and callers choose the keys.
-const MAX_FLAKY_KEYS: usize = 1024;
+pub const MAX_FLAKY_KEYS: usize = 1024;
+
+/// The longest key `flaky` accepts, in bytes; a longer one is refused.
+/// With [`MAX_FLAKY_KEYS`], this bounds what callers can make `flaky` hold:
+/// 1,024 keys of 64 bytes are 64 KiB, and with the table's own slots under
+/// 160 KiB in all. Without it, 1,023 keys of 1 MiB each held 1 GiB.
+pub const MAX_FLAKY_KEY_BYTES: usize = 64;
 
 /// The parameters of `flaky`: `{"key": "k1", "failures": 2}`.
 #[derive(Deserialize)]
@@ -94,6 +100,11 @@ fn flaky() -> impl Fn(FlakyParams) -> Result<u64, RpcError> + Send + Sync {
     // The counts live in the closure, shared by every request thread.
     let calls = Mutex::new(HashMap::<String, u64>::new());
     move |FlakyParams { key, failures }| {
+        if key.len() > MAX_FLAKY_KEY_BYTES {
+            let expected = format!("at most {MAX_FLAKY_KEY_BYTES} bytes");
+            let message = format!("`params.key` must be {expected}");
+            return Err(RpcError::bad_request("params.key", &expected, message));
+        }
         let mut calls = lock(&calls);
         if calls.len() >= MAX_FLAKY_KEYS && !calls.contains_key(&key) {
             calls.clear();

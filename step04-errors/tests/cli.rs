@@ -2,13 +2,14 @@
 
 mod common;
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use common::rpc::client::{CallError, Client, ClientConfig};
 use common::rpc::protocol::ErrorCode;
 use common::rpc::service::{self, ServiceCalls};
 use serde_json::json;
-use testkit::{FakeServer, Reply};
+use testkit::{FakeServer, KillOnDrop, Reply, STUCK, wait_until};
 
 #[test]
 fn the_demo_passes_against_a_real_server() {
@@ -76,4 +77,31 @@ fn the_server_binary_serves_on_the_port_it_prints() {
     drop(server);
     assert_eq!(with_token.unwrap(), 42.0);
     assert!(matches!(without, Err(CallError::Server(e)) if e.code == ErrorCode::Unauthorized));
+}
+
+#[test]
+fn the_server_binary_refuses_an_empty_token() {
+    // What `--token "$UNSET_VARIABLE"` passes: an empty token would match a
+    // request without one, so the server must not start, and must say why.
+    let mut server = KillOnDrop(
+        Command::new(common::bin("server"))
+            .args(["--addr", "127.0.0.1:0", "--token", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the server exits", STUCK, || {
+        server.try_wait().unwrap().is_some()
+    });
+    let status = server.wait().unwrap();
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("the token is empty"), "{stderr}");
 }

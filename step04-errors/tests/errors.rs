@@ -190,3 +190,210 @@ fn unauthorized_calls_never_reach_the_handler() {
     assert_eq!(client.add(1.0, 2.0).unwrap(), 3.0);
 }
 // ANCHOR_END: unauthorized_test
+
+// ANCHOR: check_order_test
+#[test]
+fn the_checks_run_in_the_order_the_appendix_gives() {
+    // The appendix's "Validation" table, row by row, then the order in
+    // which a valid request is handled: each row a way to break a request
+    // that works, and the answer that gets. Row k is sent with every later
+    // row's break too (where two touch the same field, the earlier row's
+    // wins): its answer must still be row k's, or the server checks in
+    // another order than the one documented.
+    let bad = |id: Option<u64>, field: &str, expected: &str| {
+        let details = json!({ "field": field, "expected": expected });
+        json!({ "id": id, "ok": false, "error": { "code": "BAD_REQUEST", "details": details } })
+    };
+    let refused =
+        |code: &str| json!({"id": 7, "ok": false, "error": {"code": code, "details": null}});
+    let rows = [
+        ("id", None, bad(None, "id", "a value")),
+        (
+            "id",
+            Some(json!(-7)),
+            bad(None, "id", "an unsigned integer"),
+        ),
+        ("method", None, bad(Some(7), "method", "a value")),
+        (
+            "method",
+            Some(json!(42)),
+            bad(Some(7), "method", "a string"),
+        ),
+        (
+            "method",
+            Some(json!("")),
+            bad(Some(7), "method", "a non-empty string"),
+        ),
+        ("meta", Some(json!(5)), bad(Some(7), "meta", "an object")),
+        // An array is not an object either, though serde would read `Meta`
+        // from one, by position, token and all.
+        (
+            "meta",
+            Some(json!([null, false, "s3cret"])),
+            bad(Some(7), "meta", "an object"),
+        ),
+        // Inside `meta`, fields are checked in the order of their names.
+        (
+            "meta.idempotent",
+            Some(json!(1)),
+            bad(Some(7), "meta.idempotent", "a boolean"),
+        ),
+        (
+            "meta.timeout_ms",
+            Some(json!("soon")),
+            bad(Some(7), "meta.timeout_ms", "an unsigned integer"),
+        ),
+        (
+            "meta.token",
+            Some(json!(null)),
+            bad(Some(7), "meta.token", "a string"),
+        ),
+        // The request is valid from here on; this is the order it is handled in.
+        ("meta.timeout_ms", Some(json!(0)), refused("TIMEOUT")),
+        ("meta.token", Some(json!("wrong")), refused("UNAUTHORIZED")),
+        (
+            "method",
+            Some(json!("multiply")),
+            refused("METHOD_NOT_FOUND"),
+        ),
+        (
+            "params.b",
+            Some(json!("2")),
+            bad(Some(7), "params.b", "a number"),
+        ),
+        (
+            "params",
+            Some(json!({"a": 1e308, "b": 1e308})),
+            bad(Some(7), "params", "numbers with a finite result"),
+        ),
+    ];
+    let mut methods = service::methods();
+    methods.require_token("s3cret");
+    let mut stream = connect(spawn_server_offering(methods));
+    let works =
+        json!({"id": 7, "method": "add", "params": {"a": 1, "b": 2}, "meta": {"token": "s3cret"}});
+    assert_eq!(
+        exchange(&mut stream, works.to_string().as_bytes())["result"],
+        3.0
+    );
+    for k in 0..rows.len() {
+        let mut request = works.clone();
+        for (path, value, _) in rows[k..].iter().rev() {
+            set(&mut request, path, value.clone());
+        }
+        let mut response = exchange(&mut stream, request.to_string().as_bytes());
+        if let Some(error) = response.get_mut("error").and_then(Value::as_object_mut) {
+            error.remove("message");
+        }
+        assert_eq!(response, rows[k].2, "row {k}, for {request}");
+    }
+}
+// ANCHOR_END: check_order_test
+
+/// Sets the field at `path` (`"meta.token"`) in `request`, or removes it
+/// when `value` is `None`.
+fn set(request: &mut Value, path: &str, value: Option<Value>) {
+    let (parents, name) = path.rsplit_once('.').unwrap_or(("", path));
+    let mut object = request;
+    for parent in parents.split('.').filter(|p| !p.is_empty()) {
+        object = &mut object[parent];
+    }
+    let object = object.as_object_mut().unwrap();
+    match value {
+        Some(value) => object.insert(name.to_string(), value),
+        None => object.remove(name),
+    };
+}
+
+#[test]
+fn no_struct_is_read_from_an_array() {
+    // serde would read each of these by position; the protocol names its
+    // fields, and so must every request. Arrays are fine where a method
+    // takes one, and a struct inside the params is held to the rule too.
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        inner: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        x: u64,
+    }
+    let mut methods = service::methods();
+    methods.register("sum", |numbers: Vec<f64>| Ok(numbers.iter().sum::<f64>()));
+    methods.register("nested", |outer: Outer| Ok(outer.inner.x));
+    methods.require_token("s3cret");
+    let mut stream = connect(spawn_server_offering(methods));
+    let token = json!({"token": "s3cret"});
+    let cases = [
+        (
+            json!({"method": "add", "params": [1, 2], "meta": token}),
+            "params",
+        ),
+        (
+            json!({"method": "add", "meta": [null, false, "s3cret"]}),
+            "meta",
+        ),
+        (
+            json!({"method": "nested", "params": {"inner": [5]}, "meta": token}),
+            "params.inner",
+        ),
+    ];
+    for (mut request, field) in cases {
+        request["id"] = json!(1);
+        let response = exchange(&mut stream, request.to_string().as_bytes());
+        let error = &response["error"];
+        assert_eq!(error["code"], "BAD_REQUEST", "{request} -> {response}");
+        assert_eq!(
+            error["details"],
+            json!({"field": field, "expected": "an object"})
+        );
+    }
+    let sum = json!({"id": 2, "method": "sum", "params": [1, 2, 3], "meta": token});
+    assert_eq!(
+        exchange(&mut stream, sum.to_string().as_bytes())["result"],
+        6.0
+    );
+    let nested = json!({"id": 3, "method": "nested", "params": {"inner": {"x": 5}}, "meta": token});
+    assert_eq!(
+        exchange(&mut stream, nested.to_string().as_bytes())["result"],
+        5
+    );
+}
+
+#[test]
+fn error_messages_speak_the_protocol_not_rust() {
+    // What a caller sent wrong, said in JSON's words and the protocol's
+    // names: never a Rust type (`f64`, `struct TwoNumbers`).
+    let cases = [
+        (
+            json!({"method": "add", "params": [1, 2]}),
+            "`params` must be an object with fields `a` and `b`",
+        ),
+        (
+            json!({"method": "add"}),
+            "`params` must be an object with fields `a` and `b`",
+        ),
+        (
+            json!({"method": "add", "params": {"a": 1, "b": "2"}}),
+            "`params.b` must be a number",
+        ),
+        (
+            json!({"method": "sleep", "params": {"ms": 10.0}}),
+            "`params.ms` must be an unsigned integer",
+        ),
+        (
+            json!({"method": "sleep", "params": {"ms": 1}, "meta": {"idempotent": null}}),
+            "`meta.idempotent` must be a boolean",
+        ),
+        (
+            json!({"method": "add", "meta": "fast"}),
+            "`meta` must be an object with fields `timeout_ms`, `idempotent` and `token`",
+        ),
+    ];
+    let mut stream = connect(spawn_server());
+    for (mut request, message) in cases {
+        request["id"] = json!(1);
+        let response = exchange(&mut stream, request.to_string().as_bytes());
+        assert_eq!(response["error"]["message"], message, "{request}");
+    }
+}

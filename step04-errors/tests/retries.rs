@@ -179,15 +179,7 @@ fn server_busy_is_retried_only_when_idempotent_and_other_codes_never() {
         },
     );
     let client = Client::connect_with(spawn_server_offering(methods), no_pauses(4)).unwrap();
-    let codes = [
-        ErrorCode::BadRequest,
-        ErrorCode::MethodNotFound,
-        ErrorCode::Timeout,
-        ErrorCode::Internal,
-        ErrorCode::Unauthorized,
-        ErrorCode::ServerBusy,
-    ];
-    for code in codes {
+    for &code in ErrorCode::ALL {
         for options in [idempotent(), CallOptions::default()] {
             attempts.store(0, Ordering::Relaxed);
             let result = client.call_with("fail_with", json!(code), &options);

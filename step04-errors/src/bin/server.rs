@@ -15,9 +15,18 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:4000")]
     addr: String,
     /// Answer UNAUTHORIZED to any request without this token (sent in
-    /// clear text: it keeps out mistakes, not eavesdroppers).
-    #[arg(long)]
+    /// clear text: it keeps out mistakes, not eavesdroppers). Not empty.
+    #[arg(long, value_parser = non_empty)]
     token: Option<String>,
+}
+
+/// Refuses an empty `--token`, which would match a request without one:
+/// `--token "$UNSET_VARIABLE"` would serve everyone, and say nothing.
+fn non_empty(token: &str) -> Result<String, &'static str> {
+    if token.is_empty() {
+        return Err("the token is empty, and would let in a request without one");
+    }
+    Ok(token.to_string())
 }
 
 fn main() -> anyhow::Result<()> {
