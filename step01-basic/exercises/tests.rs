@@ -5,15 +5,20 @@
 //! cargo test -p step01-basic --test exercises -- --ignored
 //! ```
 //!
-//! and make them pass. `cargo xtask exercises` checks that each one fails
-//! on the step as shipped and passes with the solution in `exercises/`.
+//! and make them pass, in any order: each is independent of the others.
+//! `cargo xtask exercises` checks that each one fails on the step as
+//! shipped and with each wrong solution in `exercises/`, and passes with
+//! its reference solution, alone or with the others.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
 
 use common::rpc::client::{CallError, Client};
+use common::rpc::server::{self, ServerConfig};
+use common::rpc::service;
 use serde_json::{Value, json};
 use testkit::read_frame;
 
@@ -62,11 +67,41 @@ fn oversize_frame_is_answered_before_hanging_up() {
     );
 }
 
-/// Exercise 3: a method that lists the methods, itself included.
+// ANCHOR: methods
+/// Exercise 3: every server answers `methods` with the names of all the
+/// methods it offers, sorted, `methods` included: the service's, and any a
+/// program registers on top of them.
 #[test]
 #[ignore]
 fn methods_lists_what_the_server_offers() {
-    let mut client = Client::connect(common::spawn_server()).unwrap();
-    let names = client.call("methods", Value::Null).unwrap();
-    assert_eq!(names, json!(["add", "divide", "methods"]));
+    // The service's methods, and some of the test's own, registered after.
+    // Enough names that a list in a `HashMap`'s order is never sorted by
+    // luck.
+    let own = ["zeta", "alpha", "omega", "beta", "kappa", "delta", "mu"];
+    let mut methods = service::methods();
+    for name in own {
+        methods.register(name, |params| Ok(params.clone()));
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || server::run(listener, methods, ServerConfig::default()));
+
+    let mut client = Client::connect(addr).unwrap();
+    let listed = client.call("methods", Value::Null).unwrap();
+    let names: Vec<String> = serde_json::from_value(listed.clone())
+        .unwrap_or_else(|e| panic!("expected a list of names, got {listed}: {e}"));
+    assert!(
+        names.windows(2).all(|pair| pair[0] < pair[1]),
+        "not sorted, or a name twice: {listed}"
+    );
+    for name in own.into_iter().chain(["add", "divide", "methods"]) {
+        assert!(names.iter().any(|n| n == name), "no {name} in {listed}");
+    }
+    // And every name listed is a method.
+    for name in &names {
+        if let Err(CallError::Server(message)) = client.call(name, Value::Null) {
+            assert!(!message.contains("unknown method"), "{name}: {message}");
+        }
+    }
 }
+// ANCHOR_END: methods

@@ -5,13 +5,16 @@
 //! cargo test -p step02-request-id --test exercises -- --ignored
 //! ```
 //!
-//! and make them pass. `cargo xtask exercises` checks that each one fails
-//! on the step as shipped and passes with the solution in `exercises/`.
+//! and make them pass, in any order: each is independent of the others.
+//! `cargo xtask exercises` checks that each one fails on the step as
+//! shipped and with each wrong solution in `exercises/`, and passes with
+//! its reference solution, alone or with the others.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpStream;
+use std::thread;
 
 use common::rpc::client::Client;
 use common::rpc::server::Limits;
@@ -41,6 +44,10 @@ fn a_duplicate_id_in_flight_is_refused() {
     let refused = testkit::exchange(&mut stream, add);
     assert_eq!(refused["id"], 1);
     assert_eq!(refused["error"]["code"], "duplicate_id", "{refused}");
+    // Ids are per connection: on another one, 1 is free.
+    let mut other = testkit::connect(addr);
+    let answer = testkit::exchange(&mut other, add);
+    assert_eq!(answer, json!({"id": 1, "ok": true, "result": 3.0}));
 
     // The first request is unharmed, and once answered its id is free.
     hold.release.send(()).unwrap();
@@ -50,6 +57,29 @@ fn a_duplicate_id_in_flight_is_refused() {
     );
     let again = testkit::exchange(&mut stream, add);
     assert_eq!(again, json!({"id": 1, "ok": true, "result": 3.0}));
+
+    // Free the moment its answer can arrive, not a moment later: a server
+    // that frees the id after writing the answer loses a race against a
+    // client that reuses the id at once. A race is lost only now and then,
+    // so this runs it many times, on more connections than there are CPUs.
+    let cpus = thread::available_parallelism().map_or(2, usize::from);
+    let connections = (2 * cpus).clamp(4, 16);
+    let clients: Vec<_> = (0..connections)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut stream = testkit::connect(addr);
+                for _ in 0..1000 {
+                    let answer = testkit::exchange(&mut stream, add);
+                    assert_eq!(answer["ok"], true, "id 1 reused once answered: {answer}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client
+            .join()
+            .expect("every reuse of an answered id is accepted");
+    }
 }
 // ANCHOR_END: duplicate_id
 

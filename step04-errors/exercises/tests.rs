@@ -5,14 +5,16 @@
 //! cargo test -p step04-errors --test exercises -- --ignored
 //! ```
 //!
-//! and make them pass. `cargo xtask exercises` checks that each one fails
-//! on the step as shipped and passes with the solution in `exercises/`.
+//! and make them pass, in any order: each is independent of the others.
+//! `cargo xtask exercises` checks that each one fails on the step as
+//! shipped and with each wrong solution in `exercises/`, and passes with
+//! its reference solution, alone or with the others.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
-use common::rpc::protocol::ErrorCode;
+use common::rpc::protocol::{ErrorCode, RpcError};
 use common::rpc::service;
 use common::rpc::service::ServiceCalls;
 use common::{spawn_server, spawn_server_offering};
@@ -24,7 +26,8 @@ use testkit::{connect, exchange};
 /// written yet: the service offers it as a stub that answers
 /// `NOT_IMPLEMENTED`, which tells a caller "this method exists, but does
 /// nothing yet", where `METHOD_NOT_FOUND` says "there is no such method".
-/// The client must know the new code, and must not retry it.
+/// The client must know the new code, and must not retry it; and
+/// `ErrorCode::ALL` lists it with the others.
 #[test]
 #[ignore]
 fn a_stub_method_is_not_implemented() {
@@ -47,6 +50,10 @@ fn a_stub_method_is_not_implemented() {
         Err(CallError::Server(error)) => {
             assert_eq!(error.code.to_string(), "NOT_IMPLEMENTED");
             assert!(!error.code.is_retryable());
+            assert!(
+                ErrorCode::ALL.contains(&error.code),
+                "not in ErrorCode::ALL"
+            );
         }
         other => panic!("expected NOT_IMPLEMENTED, got {other:?}"),
     }
@@ -61,11 +68,33 @@ fn a_stub_method_is_not_implemented() {
 #[test]
 #[ignore]
 fn method_not_found_lists_the_methods_there_are() {
-    let mut stream = connect(spawn_server());
+    // The service's methods, and some of the test's own, registered after.
+    // Enough names that a list in a `HashMap`'s order is never sorted by
+    // luck.
+    let own = ["zeta", "alpha", "omega", "beta", "kappa", "delta", "mu"];
+    let mut methods = service::methods();
+    for name in own {
+        methods.register(name, |params: Value| Ok::<_, RpcError>(params));
+    }
+    let mut stream = connect(spawn_server_offering(methods));
     let response = exchange(&mut stream, br#"{"id":1,"method":"multiply"}"#);
     assert_eq!(response["error"]["code"], "METHOD_NOT_FOUND", "{response}");
-    let allowed = json!({"allowed": ["add", "divide", "explode", "flaky", "sleep"]});
-    assert_eq!(response["error"]["details"], allowed);
+    let details = &response["error"]["details"];
+    let allowed: Vec<String> = serde_json::from_value(details["allowed"].clone())
+        .unwrap_or_else(|e| panic!("expected {{\"allowed\": [names]}}, got {details}: {e}"));
+    assert!(
+        allowed.windows(2).all(|pair| pair[0] < pair[1]),
+        "not sorted, or a name twice: {details}"
+    );
+    for name in own.into_iter().chain(["add", "divide", "sleep"]) {
+        assert!(allowed.iter().any(|n| n == name), "no {name} in {details}");
+    }
+    // And every name listed is a method.
+    for (id, name) in (2..).zip(&allowed) {
+        let request = json!({"id": id, "method": name});
+        let answer = exchange(&mut stream, request.to_string().as_bytes());
+        assert_ne!(answer["error"]["code"], "METHOD_NOT_FOUND", "{answer}");
+    }
 
     let mut methods = service::methods();
     methods.require_token("s3cret");
@@ -80,7 +109,8 @@ fn method_not_found_lists_the_methods_there_are() {
 /// Exercise 3: per-method authorization. The service offers `health`,
 /// which answers `"ok"` to anyone, token or not, so that a load balancer
 /// or a monitor can check on the server without holding the secret. Every
-/// other method, and every name that is not a method, still needs it.
+/// other method, and every name that is not a method, still needs it; so
+/// does a `health` that a program registers in its place.
 #[test]
 #[ignore]
 fn health_answers_without_the_token() {
@@ -98,8 +128,19 @@ fn health_answers_without_the_token() {
         token: Some("s3cret".to_string()),
         ..ClientConfig::default()
     };
-    let member = Client::connect_with(addr, config).unwrap();
+    let member = Client::connect_with(addr, config.clone()).unwrap();
     assert_eq!(member.call("health", Value::Null).unwrap(), "ok");
     assert_eq!(member.add(1.0, 2.0).unwrap(), 3.0);
+
+    // A program's own `health`, registered as any method is, in place of
+    // the service's: what is public is the method, not its name.
+    let mut methods = service::methods();
+    methods.register("health", |_: Value| Ok::<_, RpcError>("mine"));
+    methods.require_token("s3cret");
+    let addr = spawn_server_offering(methods);
+    let anyone = Client::connect(addr).unwrap();
+    assert!(is_unauthorized(anyone.call("health", Value::Null)));
+    let member = Client::connect_with(addr, config).unwrap();
+    assert_eq!(member.call("health", Value::Null).unwrap(), "mine");
 }
 // ANCHOR_END: public_health

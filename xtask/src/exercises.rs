@@ -2,19 +2,19 @@
 //!
 //! An exercise is an `#[ignore]`d test `fn NAME` in a step's
 //! `exercises/tests.rs`, its reference solution `exercises/NAME.patch`, and
-//! plausible wrong solutions `exercises/NAME.wrong.patch` (or
+//! at least one plausible wrong solution `exercises/NAME.wrong.patch` (or
 //! `NAME.wrong-2.patch`, anything matching `NAME.wrong*.patch`). As
 //! rustlings' `dev check` does for its own exercises, this proves:
 //!
 //! 1. unsolved: on the step as shipped, each test compiles and *fails*;
 //! 2. solved: with its solution applied, the test passes, the step's own
 //!    tests still pass, and the step is fmt- and clippy-clean;
-//! 3. wrongly solved: with each wrong solution applied, the test compiles
-//!    and fails, so it catches that mistake (an exercise with no wrong
-//!    solution yet only gets a warning);
-//! 4. all solved: the step's solutions, applied together in name order,
-//!    apply cleanly and pass all of its exercise tests at once, so solving
-//!    one exercise never breaks another.
+//! 3. wrongly solved: there is a wrong solution, and with each one applied
+//!    the test compiles and fails, so it catches that mistake;
+//! 4. all solved: the step's solutions, applied together in name order
+//!    with plain `git apply`, apply cleanly, and then all of its exercise
+//!    tests and its own tests pass at once, so that exercises can be
+//!    solved in any order and solving one never breaks another.
 //!
 //! The repo itself is never modified. (1) runs in it; the rest runs in one
 //! copy of it per step, `target/xtask/exercises/tree`, where each patch is
@@ -145,12 +145,7 @@ fn check_step(
             solved_passes(&tree, step, &exercise.name)
         })?;
         report(&exercise.name, outcome);
-        if exercise.wrong.is_empty() {
-            eprintln!(
-                "warning: {}/{} has no wrong solution (exercises/{}.wrong.patch) yet",
-                step.name, exercise.name, exercise.name
-            );
-        }
+        report(&exercise.name, has_wrong_solution(exercise));
         for wrong in &exercise.wrong {
             let shown = wrong.file_name().unwrap_or_default().to_string_lossy();
             eprintln!("exercise {}/{shown}: wrongly solved", step.name);
@@ -163,11 +158,7 @@ fn check_step(
         eprintln!("exercises of {}: all solved together", step.name);
         let all: Vec<&Path> = exercises.iter().map(|e| e.solution.as_path()).collect();
         let outcome = tree.applied(&all, || all_pass(&tree, step, exercises.len()))?;
-        // A warning until every step's solutions are made to stack; then
-        // this becomes `report(...)` like the proofs above.
-        if let Err(e) = outcome {
-            eprintln!("warning: {}: the solutions do not stack: {e:#}", step.name);
-        }
+        report("all solved together", outcome);
     }
     Ok(problems)
 }
@@ -206,6 +197,20 @@ fn solved_passes(tree: &Tree, step: &Step, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Proof 3 needs a wrong solution: a test that fails unsolved and passes
+/// solved may still pass a plausible mistake, and only trying one shows
+/// that it does not.
+fn has_wrong_solution(exercise: &Exercise) -> Result<()> {
+    if exercise.wrong.is_empty() {
+        bail!(
+            "no wrong solution (exercises/{}.wrong.patch) shows that its test \
+             catches a plausible mistake",
+            exercise.name
+        );
+    }
+    Ok(())
+}
+
 /// Proof 3: with a wrong solution applied the test compiles and fails. A
 /// compile error would prove nothing about the test, only about the patch.
 fn wrong_fails(tree: &Tree, step: &Step, name: &str) -> Result<()> {
@@ -230,7 +235,7 @@ fn test_fails(output: &std::process::Output, applied: &str, name: &str) -> Resul
 }
 
 /// Proof 4: with every solution applied, the step's exercise tests (at
-/// least one per solution) all pass in one run.
+/// least one per solution) all pass in one run, and so do its own tests.
 fn all_pass(tree: &Tree, step: &Step, solutions: usize) -> Result<()> {
     let mut command = steps::cargo();
     command.args([
@@ -245,12 +250,16 @@ fn all_pass(tree: &Tree, step: &Step, solutions: usize) -> Result<()> {
     let output = tree.run(command).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     match summary(&stdout) {
-        Some((passed, 0)) if output.status.success() && passed >= solutions => Ok(()),
+        Some((passed, 0)) if output.status.success() && passed >= solutions => {}
         _ => bail!(
             "the exercise tests do not all pass with every solution applied:\n{stdout}{}",
             String::from_utf8_lossy(&output.stderr)
         ),
     }
+    let mut own_tests = steps::cargo();
+    own_tests.args(["test", "--quiet", "-p", &step.name]);
+    steps::run(&mut tree.run(own_tests))
+        .context("the step's own tests fail with every solution applied")
 }
 
 /// `cargo test -p STEP --test exercises -- --ignored --exact NAME`: exactly
@@ -419,7 +428,13 @@ mod tests {
             exercises[0].wrong,
             [dir.join("a.wrong-2.patch"), dir.join("a.wrong.patch")]
         );
+        assert!(has_wrong_solution(&exercises[0]).is_ok());
         assert!(exercises[1].wrong.is_empty());
+        let err = has_wrong_solution(&exercises[1]).unwrap_err().to_string();
+        assert!(
+            err.contains("no wrong solution (exercises/b.wrong.patch)"),
+            "{err}"
+        );
 
         fs::write(dir.join("c.wrong.patch"), "").unwrap();
         let err = patches(&dir).unwrap_err().to_string();
