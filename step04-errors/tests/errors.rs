@@ -282,10 +282,18 @@ fn the_checks_run_in_the_order_the_appendix_gives() {
             set(&mut request, path, value.clone());
         }
         let mut response = exchange(&mut stream, request.to_string().as_bytes());
-        if let Some(error) = response.get_mut("error").and_then(Value::as_object_mut) {
-            error.remove("message");
+        let mut expected = rows[k].2.clone();
+        for answer in [&mut response, &mut expected] {
+            if let Some(error) = answer.get_mut("error").and_then(Value::as_object_mut) {
+                error.remove("message");
+                // Which check fired is in the code (and `details.field`); an
+                // unknown method's details may say more, as an exercise does.
+                if error["code"] == "METHOD_NOT_FOUND" {
+                    error.remove("details");
+                }
+            }
         }
-        assert_eq!(response, rows[k].2, "row {k}, for {request}");
+        assert_eq!(response, expected, "row {k}, for {request}");
     }
 }
 // ANCHOR_END: check_order_test
