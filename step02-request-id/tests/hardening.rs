@@ -184,6 +184,33 @@ fn abandoned_calls_keep_their_connection_s_place_until_they_finish() {
 
     // Once the calls end, their connections' places are free again.
     drop(release);
+    // (`served` makes a whole exchange. A second client straight after could
+    // still find the place of `served`'s own connection taken.)
     wait_until("a fresh connection is served", STUCK, || served(addr));
-    common::assert_server_answers(addr);
+}
+
+#[test]
+fn a_connection_the_server_gives_up_on_is_closed_even_with_answers_unsent() {
+    // One connection at a time: the test sees when this one's place is free.
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let addr = common::spawn_server_with(ServerConfig { limits });
+    let mut peer = connect(addr);
+    // Requests whose answers, errors naming a 900 KiB method, are never
+    // read: their threads end up stuck writing to this peer.
+    let name = "x".repeat(900 * 1024);
+    for id in 1..=8 {
+        let request = json!({"id": id, "method": name});
+        testkit::send(&mut peer, request.to_string().as_bytes());
+    }
+    // A length no frame may have: the server gives up on the connection.
+    send_raw(&mut peer, &[0xFF; 4]);
+    // Its place comes back only once the stuck answers fail, which they do
+    // because the server shuts the socket down instead of waiting on them.
+    wait_until("the connection's place is given back", STUCK, || {
+        served(addr)
+    });
+    drop(peer);
 }

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::mem;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -229,7 +229,11 @@ fn serve_connection(
     // The connection's place under `max_connections` is given back when it
     // returns: without this wait, a peer that sends requests and hangs up,
     // again and again, could start threads past every bound in `Limits`.
-    let _requests_finished = WaitForRequests(Arc::clone(&in_flight));
+    let mut requests_finished = WaitForRequests {
+        in_flight: Arc::clone(&in_flight),
+        socket: lock(&writer).try_clone()?,
+        clean_end: false,
+    };
 
     while let Some(body) = read_frame(&mut reader)? {
         let request = match parse_request(&body) {
@@ -279,6 +283,7 @@ fn serve_connection(
             write_response(&writer, &Response::failure(Some(id), error))?;
         }
     }
+    requests_finished.clean_end = true;
     Ok(())
 }
 
@@ -351,11 +356,22 @@ impl InFlight {
 
 /// Waits, when dropped, until the connection's requests have all finished,
 /// so that the connection keeps its place under the limits while they run.
-struct WaitForRequests(Arc<InFlight>);
+struct WaitForRequests {
+    in_flight: Arc<InFlight>,
+    /// The connection's socket, shut down first unless the peer ended it
+    /// cleanly: once the server gives up on a connection, requests stuck
+    /// writing to a peer that does not read must fail, not wait for good.
+    socket: TcpStream,
+    /// Set when the peer hung up between frames; its answers may still go.
+    clean_end: bool,
+}
 
 impl Drop for WaitForRequests {
     fn drop(&mut self) {
-        self.0.wait_until_none_run();
+        if !self.clean_end {
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
+        self.in_flight.wait_until_none_run();
     }
 }
 
