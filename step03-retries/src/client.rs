@@ -490,7 +490,7 @@ impl Client {
         // Connect without holding the lock, so that no other caller waits
         // out our handshake, and with a timeout, so that a host that drops
         // it does not hold us for minutes past our deadline.
-        let stream = TcpStream::connect_timeout(&self.shared.addr, timeout)?;
+        let stream = connect_within(self.shared.addr, timeout)?;
         let fresh = Client::start_connection(stream, &self.shared.config)?;
         let mut slot = self.slot();
         // Another caller may have replaced the dead connection meanwhile:
