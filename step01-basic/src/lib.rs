@@ -20,6 +20,8 @@
 //! - [`load`]: the load generator behind `step01-client bench`; not part of
 //!   the RPC itself, it measures it.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 pub mod client;
 pub mod frame;
 pub mod load;
@@ -27,3 +29,9 @@ pub mod methods;
 pub mod protocol;
 pub mod server;
 pub mod service;
+
+/// Locks `mutex`, ignoring poisoning: no code in this crate panics while
+/// holding one of its locks, so a poisoned lock still guards consistent data.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -11,12 +11,13 @@ use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::mem;
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::frame::{MAX_FRAME_LEN, read_frame, write_frame};
+use crate::lock;
 use crate::methods::Methods;
 use crate::protocol::{Response, parse_request};
 
@@ -90,11 +91,15 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
     // checking and then adding cannot race; connection threads take their
     // place back when they end (see `ConnectionSlot`).
     let open = Arc::new(AtomicUsize::new(0));
-    let mut refusals = RefusalLog::default();
+    // What peers can make the server log is throttled: refusals here, and
+    // connections that end in an error on their own threads.
+    let mut refusals = LogThrottle::default();
+    let failures = Arc::new(Mutex::new(LogThrottle::default()));
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
                 let methods = Arc::clone(&methods);
+                let failures = Arc::clone(&failures);
                 let peer = match stream.peer_addr() {
                     Ok(addr) => addr.to_string(),
                     Err(_) => "(unknown peer)".to_string(),
@@ -103,7 +108,7 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
                     // Dropping the stream closes it: the peer sees the
                     // connection end before any answer. Step 9 says why.
                     let max = limits.max_connections;
-                    match refusals.refused(Instant::now()) {
+                    match refusals.count(Instant::now()) {
                         Some(1) => log(format_args!("refused {peer}: {max} connections open")),
                         Some(n) => log(format_args!(
                             "refused {peer} and {} more since the last such line: \
@@ -126,7 +131,15 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
                     if let Err(e) = serve_connection(stream, &methods) {
                         // Whatever went wrong, it went wrong for this
                         // connection only. Say so, and let the thread end.
-                        log(format_args!("connection {peer} closed: {e}"));
+                        match lock(&failures).count(Instant::now()) {
+                            Some(1) => log(format_args!("connection {peer} closed: {e}")),
+                            Some(n) => log(format_args!(
+                                "connection {peer} closed: {e} ({} more ended in errors \
+                                 since the last such line)",
+                                n - 1
+                            )),
+                            None => {}
+                        }
                     }
                 });
                 if let Err(e) = spawned {
@@ -147,35 +160,36 @@ pub fn run(listener: TcpListener, methods: Methods, config: ServerConfig) -> io:
 }
 // ANCHOR_END: run
 
-/// How often, at most, refused connections are logged.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How often, at most, one kind of line a peer can cause is logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Keeps refused connections from flooding the log.
+/// Keeps what peers do from flooding the log.
 ///
 /// A peer at the connection limit may try again at once, thousands of
-/// times a second: a line for each (3,530 in 10 s, once) would bury the
-/// rest of the log and fill the disk. So the first refusal is logged, and
-/// after it at most one line per [`REFUSAL_LOG_INTERVAL`], with the count
-/// of refusals since the last line. Refusals after the last line are
-/// counted in the next one, whenever another refusal comes; a timer to
-/// report them sooner is not worth a thread here.
+/// times a second, and a peer may open connection after connection only to
+/// send garbage: a line for each (3,530 refusals in 10 s, once) would bury
+/// the rest of the log and fill the disk. So the first event is logged, and
+/// after it at most one line per [`LOG_INTERVAL`], with the count of events
+/// since the last line. Events after the last line are counted in the next
+/// one, whenever another comes; a timer to report them sooner is not worth
+/// a thread here.
 #[derive(Debug, Default)]
-struct RefusalLog {
-    /// When the last line was written; `None` before the first refusal.
+struct LogThrottle {
+    /// When the last line was written; `None` before the first event.
     last_line: Option<Instant>,
-    /// Refusals not yet counted in a line.
+    /// Events not yet counted in a line.
     unlogged: u64,
 }
 
-impl RefusalLog {
-    /// Counts one refusal at `now`, and says whether to log it: `Some(n)`
-    /// for a line about `n` refusals (this one and those kept quiet since
-    /// the last line), `None` for no line. The caller passes the time, so a
-    /// test can pass any time it likes.
-    fn refused(&mut self, now: Instant) -> Option<u64> {
+impl LogThrottle {
+    /// Counts one event at `now`, and says whether to log it: `Some(n)` for
+    /// a line about `n` events (this one and those kept quiet since the
+    /// last line), `None` for no line. The caller passes the time, so a test
+    /// can pass any time it likes.
+    fn count(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
-        let logged_recently = (self.last_line)
-            .is_some_and(|last| now.saturating_duration_since(last) < REFUSAL_LOG_INTERVAL);
+        let logged_recently =
+            (self.last_line).is_some_and(|last| now.saturating_duration_since(last) < LOG_INTERVAL);
         if logged_recently {
             return None;
         }
@@ -246,16 +260,16 @@ mod tests {
     fn refusals_are_logged_first_then_counted_once_per_interval() {
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
-        let mut refusals = RefusalLog::default();
-        assert_eq!(refusals.refused(at(0)), Some(1), "the first is logged");
+        let mut refusals = LogThrottle::default();
+        assert_eq!(refusals.count(at(0)), Some(1), "the first is logged");
         for _ in 0..3_529 {
-            assert_eq!(refusals.refused(at(5)), None);
+            assert_eq!(refusals.count(at(5)), None);
         }
         // The interval is over: one line counts the quiet ones and this one.
-        assert_eq!(refusals.refused(at(10)), Some(3_530));
-        assert_eq!(refusals.refused(at(19)), None);
-        assert_eq!(refusals.refused(at(25)), Some(2));
+        assert_eq!(refusals.count(at(10)), Some(3_530));
+        assert_eq!(refusals.count(at(19)), None);
+        assert_eq!(refusals.count(at(25)), Some(2));
         // After a quiet spell, the next refusal is logged at once.
-        assert_eq!(refusals.refused(at(3_600)), Some(1));
+        assert_eq!(refusals.count(at(3_600)), Some(1));
     }
 }

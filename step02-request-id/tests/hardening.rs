@@ -131,6 +131,24 @@ fn a_burst_of_refused_connections_is_logged_once() {
 }
 
 #[test]
+fn connections_that_end_in_errors_are_logged_once_then_counted() {
+    let bin = common::bin("server");
+    let (mut server, addr) = testkit::start_server_with(&bin, &[], Stdio::piped());
+    let stderr = server.stderr.take().unwrap();
+    for _ in 0..20 {
+        break_connection(connect(addr));
+    }
+    // A connection gives its place back after its line, if any, is written;
+    // so once every place can be taken again, all twenty have been dealt
+    // with, and a refusal's line comes after them.
+    let _open = fill_the_server(addr);
+    knock(addr);
+    let log = lines_until(stderr, "refused");
+    let closed = log.iter().filter(|line| line.contains("closed")).count();
+    assert_eq!(closed, 1, "{log:#?}");
+}
+
+#[test]
 fn abandoned_calls_keep_their_connection_s_place_until_they_finish() {
     let limits = Limits {
         max_connections: 2,
