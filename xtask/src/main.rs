@@ -17,7 +17,9 @@
 //!   anchor in the steps and in xtask is included somewhere.
 //! - `check`: all of the checks above, without writing anything, and that
 //!   no step's description is still a TODO.
-//! - `bench-report`: every step's load mode in one run, for the book.
+//! - `bench-report`: every step's load mode in one run, for the book; with
+//!   `--peers DIR`, every step beside tarpc and raw TCP floors instead, in
+//!   one run of the peers' harness `DIR/run.sh`.
 //!
 //! `process` holds the child-process helpers the tour and the bench report
 //! share.
@@ -30,6 +32,8 @@ mod new_step;
 mod process;
 mod steps;
 mod tour;
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -90,9 +94,19 @@ enum Command {
     /// Measure every step's load mode (release builds) into the book's
     /// performance appendix.
     BenchReport {
-        /// Seconds per measurement.
+        /// Seconds per measurement (whole seconds with `--peers`).
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+        /// Instead, run the steps beside the peers through `<DIR>/run.sh`
+        /// (e.g. `--peers ../shared/peers`) into book/src/generated/peers.md.
+        #[arg(long, value_name = "DIR")]
+        peers: Option<PathBuf>,
+        /// With `--peers`: rounds, each running every case once.
+        #[arg(long, default_value_t = 3, requires = "peers")]
+        rounds: u32,
+        /// With `--peers`: run only the cases whose name matches this regex.
+        #[arg(long, default_value = "floor|tarpc|step", requires = "peers")]
+        only: String,
     },
 }
 
@@ -106,7 +120,15 @@ fn main() -> Result<()> {
         Command::Transcripts { check } => tour::transcripts(&root, check),
         Command::Exercises { step } => exercises::exercises(&root, step),
         Command::BookCheck => book::book_check(&root),
-        Command::BenchReport { secs } => bench::bench_report(&root, secs),
+        Command::BenchReport {
+            secs, peers: None, ..
+        } => bench::bench_report(&root, secs),
+        Command::BenchReport {
+            secs,
+            peers: Some(peers),
+            rounds,
+            only,
+        } => bench::peers_report(&root, &peers, secs, rounds, &only),
         Command::Check => {
             // Run them all and report every failure, not just the first.
             let checks: [(&str, &dyn Fn() -> Result<()>); 5] = [

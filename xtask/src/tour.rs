@@ -112,7 +112,7 @@ pub fn with_server<T>(
 /// server-args = ["--token", "demo-token"]
 /// client-args = ["--token", "demo-token"]
 /// ```
-fn tour_args(root: &Path, step: &Step) -> Result<(Vec<String>, Vec<String>)> {
+pub(crate) fn tour_args(root: &Path, step: &Step) -> Result<(Vec<String>, Vec<String>)> {
     let output = steps::cargo()
         .current_dir(root)
         .args([
