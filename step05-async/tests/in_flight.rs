@@ -116,8 +116,9 @@ fn concurrent_responses_never_interleave() {
 #[test]
 fn a_connection_runs_at_most_its_bound_of_requests_at_once() {
     let bound = Limits::default().max_in_flight_per_connection;
-    // Changed from step 4: the bound, 1,024, is over the 512 threads of the
-    // blocking pool that `common`'s `hold` needs. This `hold` awaits instead.
+    // Changed from step 4: `common`'s `hold` is blocking, and blocking
+    // calls run at most one per core at once, far under the bound of 1,024.
+    // This `hold` awaits instead.
     let (starts, started) = mpsc::channel();
     let release = Arc::new(Semaphore::new(0));
     let permits = Arc::clone(&release);
