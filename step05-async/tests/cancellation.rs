@@ -5,7 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::Duration;
 
 use common::rpc::protocol::RpcError;
 use common::rpc::service::{self, MAX_HASH_ROUNDS};
@@ -66,6 +69,37 @@ async fn a_call_whose_connection_ends_is_cancelled_on_the_server() {
         dropped
             .recv_timeout(STUCK)
             .unwrap_or_else(|_| panic!("not dropped after its caller left (reset: {reset})"));
+    }
+}
+
+/// Blocking calls run at most one per core at once: the others wait for a
+/// place, so that a flood of them cannot take every core from the runtime.
+/// Without the places, every `hold` here would start at once.
+#[test]
+fn blocking_calls_run_at_most_one_per_core() {
+    let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let (addr, hold) = spawn_server_with_hold();
+    let mut stream = connect(addr);
+    let calls = cores + 2;
+    for id in 1..=calls {
+        let request = json!({"id": id, "method": "hold", "params": id});
+        send(&mut stream, request.to_string().as_bytes());
+    }
+    for _ in 0..cores {
+        hold.started.recv_timeout(STUCK).expect("a hold starts");
+    }
+    // A start that never happens sends no event, so this waits a while.
+    let extra = hold.started.recv_timeout(Duration::from_millis(300));
+    assert!(
+        extra.is_err(),
+        "more than {cores} blocking calls ran at once"
+    );
+    // Each call let go gives its place to a waiting one.
+    for _ in 0..calls {
+        hold.release.send(()).unwrap();
+    }
+    for _ in 0..calls {
+        assert_eq!(receive(&mut stream)["ok"], true);
     }
 }
 

@@ -22,6 +22,27 @@ use testkit::{
 
 /// How many connections the server binary is started to serve at once
 /// (`--max-connections`): the default, 10,000, is too many to open here.
+/// A log nobody reads does not stop the server either: 2,000 panicking
+/// calls write far more than a pipe holds (64 KiB), and every call is still
+/// answered, and a fresh client too. Were a line written by the task that
+/// logs it, the first full pipe would block a runtime thread, and with it
+/// every task on that thread.
+#[test]
+fn a_log_nobody_reads_does_not_stop_the_server() {
+    // The pipe stays open, and full: this end never reads it.
+    let (_server, addr) = start_server();
+    let mut stream = connect(addr);
+    let calls = 2_000;
+    for id in 1..=calls {
+        let request = json!({"id": id, "method": "explode"});
+        testkit::send(&mut stream, request.to_string().as_bytes());
+    }
+    for _ in 0..calls {
+        assert_eq!(testkit::receive(&mut stream)["error"]["code"], "INTERNAL");
+    }
+    common::assert_server_answers(addr);
+}
+
 const MAX_CONNECTIONS: usize = 256;
 
 /// Starts the server binary, serving at most [`MAX_CONNECTIONS`] at once,
