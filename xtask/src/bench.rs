@@ -42,19 +42,24 @@ pub fn bench_report(root: &Path, secs: f64) -> Result<()> {
     let mut results = Vec::new();
     for step in &steps {
         for inflight in INFLIGHT {
-            let line = with_server(root, step, "release", |client_bin, addr, client_args| {
-                let mut client = Command::new(client_bin);
-                client
-                    .args(["--addr", addr])
-                    .args(client_args)
-                    .args(["bench", "--inflight", &inflight.to_string()])
-                    .args(["--secs", &secs.to_string()]);
-                let client = process::finish_within(&mut client, process::TIMEOUT)?;
-                if !client.success {
-                    bail!("{} bench failed: {}", step.name, client.stderr);
-                }
-                Ok(client.stdout)
-            })?;
+            let line = with_server(
+                root,
+                step,
+                "release",
+                |client_bin, addr, client_args, _server| {
+                    let mut client = Command::new(client_bin);
+                    client
+                        .args(["--addr", addr])
+                        .args(client_args)
+                        .args(["bench", "--inflight", &inflight.to_string()])
+                        .args(["--secs", &secs.to_string()]);
+                    let client = process::finish_within(&mut client, process::TIMEOUT)?;
+                    if !client.success {
+                        bail!("{} bench failed: {}", step.name, client.stderr);
+                    }
+                    Ok(client.stdout)
+                },
+            )?;
             eprint!("{line}");
             results.push(parse(&step.name, &line)?);
         }

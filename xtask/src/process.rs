@@ -6,7 +6,7 @@
 //! hang it.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ pub struct Server {
     child: Child,
     /// What the server printed after `listening on `, e.g. `127.0.0.1:40123`.
     pub addr: String,
+    /// What the server writes to stderr (its log), read as it comes, so
+    /// that a full pipe never blocks it; the text, once it has exited.
+    log: Option<thread::JoinHandle<String>>,
 }
 
 impl Server {
@@ -33,7 +36,7 @@ impl Server {
     pub fn start(command: &mut Command, timeout: Duration) -> Result<Server> {
         let child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {command:?}"))?;
         // Owned before the first `?` below, so a server that never says where
@@ -41,9 +44,35 @@ impl Server {
         let mut server = Server {
             child,
             addr: String::new(),
+            log: None,
         };
+        let stderr = server.child.stderr.take().context("server stderr")?;
+        server.log = Some(read_all(Box::new(stderr)));
         server.addr = listening_addr(&mut server.child, timeout)?;
         Ok(server)
+    }
+
+    /// Sends the server SIGTERM (with `kill`, as a learner would), waits up
+    /// to `timeout` for it to exit, and returns how it exited and what it
+    /// logged.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !kill.success() {
+            bail!("kill -TERM {pid} failed: {kill}");
+        }
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > timeout {
+                bail!("the server did not exit within {timeout:?} of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.log.take().map(|log| log.join().unwrap_or_default());
+        Ok((status, log.unwrap_or_default()))
     }
 }
 
@@ -74,6 +103,15 @@ fn listening_addr(server: &mut Child, timeout: Duration) -> Result<String> {
     }
 }
 
+/// Reads `pipe` to its end on a thread of its own.
+fn read_all(mut pipe: Box<dyn Read + Send>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
 /// How a process that ran to the end went.
 #[derive(Debug)]
 pub struct Finished {
@@ -93,13 +131,6 @@ pub fn finish_within(command: &mut Command, timeout: Duration) -> Result<Finishe
         .with_context(|| format!("cannot start {command:?}"))?;
     // Both pipes are drained while we wait: a child that fills one pipe's
     // buffer would otherwise block forever and look like a hang.
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
     let stdout = read_all(Box::new(child.stdout.take().context("stdout")?));
     let stderr = read_all(Box::new(child.stderr.take().context("stderr")?));
     let start = Instant::now();

@@ -3,8 +3,10 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::thread;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use regex::Regex;
 
 use crate::process::{self, Server};
@@ -60,36 +62,90 @@ fn build(root: &Path, steps: &[Step]) -> Result<()> {
 /// Starts the step's server on a free port, runs its client against it and
 /// returns what the client printed, prefixed with the commands run.
 fn run_step(root: &Path, step: &Step) -> Result<String> {
-    with_server(root, step, "debug", |client_bin, addr, client_args| {
-        let mut client = Command::new(client_bin);
-        client.args(["--addr", addr]).args(client_args);
-        let client = process::finish_within(&mut client, process::TIMEOUT)?;
-        let (server_args, _) = tour_args(root, step)?;
-        let mut transcript = format!(
-            "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
+    with_server(
+        root,
+        step,
+        "debug",
+        |client_bin, addr, client_args, server| {
+            let mut client = Command::new(client_bin);
+            client.args(["--addr", addr]).args(client_args);
+            let client = process::finish_within(&mut client, process::TIMEOUT)?;
+            let (server_args, _) = tour_args(root, step)?;
+            let mut transcript = format!(
+                "$ {short}-server --addr 127.0.0.1:0{server}\nlistening on {addr}\n\
              $ {short}-client --addr {addr}{client}\n{stdout}",
-            stdout = client.stdout,
-            short = step.short(),
-            server = shown(&server_args),
-            client = shown(client_args),
+                stdout = client.stdout,
+                short = step.short(),
+                server = shown(&server_args),
+                client = shown(client_args),
+            );
+            if !client.success {
+                transcript.push_str(&client.stderr);
+                bail!("the client failed:\n{transcript}");
+            }
+            if step.number >= DRAINS_FROM {
+                let short = step.short();
+                transcript.push_str(&drain(&short, client_bin, addr, client_args, server)?);
+            }
+            Ok(transcript)
+        },
+    )
+}
+
+/// The first step whose server stops gracefully on SIGTERM.
+const DRAINS_FROM: u32 = 6;
+
+/// Stops the server with SIGTERM while a slow call runs, and returns the
+/// transcript: what the server logged as it drained, and the call's answer.
+fn drain(
+    short: &str,
+    client_bin: &Path,
+    addr: &str,
+    client_args: &[String],
+    server: &mut Server,
+) -> Result<String> {
+    let call = ["call", "sleep", r#"{"ms":2000}"#];
+    let mut client = Command::new(client_bin);
+    client.args(["--addr", addr]).args(client_args).args(call);
+    let slow = thread::spawn(move || process::finish_within(&mut client, process::TIMEOUT));
+    // A call starts within milliseconds; a second is ample time for it to
+    // be running when the signal comes, and leaves it a second to run.
+    thread::sleep(Duration::from_secs(1));
+    let (status, log) = server.terminate(process::TIMEOUT)?;
+    let slow = slow
+        .join()
+        .map_err(|_| anyhow!("the client's thread panicked"))??;
+    // The lines from the signal on: earlier ones belong to the demo.
+    let drained: String = log
+        .lines()
+        .skip_while(|line| !line.starts_with("SIGTERM"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let transcript = format!(
+        "$ {short}-client --addr {addr}{client} call sleep '{params}' &\n\
+         $ kill -TERM $SERVER_PID\n{drained}$ wait\n{stdout}",
+        client = shown(client_args),
+        params = call[2],
+        stdout = slow.stdout,
+    );
+    if !status.success() || !slow.success || drained.is_empty() {
+        bail!(
+            "the server did not drain cleanly ({status}):\n{transcript}{}{log}",
+            slow.stderr
         );
-        if !client.success {
-            transcript.push_str(&client.stderr);
-            bail!("the client failed:\n{transcript}");
-        }
-        Ok(transcript)
-    })
+    }
+    Ok(transcript)
 }
 
 /// Runs the step's server (from `target/<profile>/`, with its tour
 /// arguments) on a free port while `body` gets the client binary, the
-/// server's address and the client's tour arguments; then stops the server,
-/// whatever `body` returned.
+/// server's address, the client's tour arguments and the server; then
+/// kills the server, whatever `body` returned, unless it has stopped.
 pub fn with_server<T>(
     root: &Path,
     step: &Step,
     profile: &str,
-    body: impl FnOnce(&Path, &str, &[String]) -> Result<T>,
+    body: impl FnOnce(&Path, &str, &[String], &mut Server) -> Result<T>,
 ) -> Result<T> {
     let bin = steps::target_dir(root).join(profile);
     let server_bin = bin.join(format!("{}-server", step.short()));
@@ -100,8 +156,9 @@ pub fn with_server<T>(
     let mut command = Command::new(&server_bin);
     command.args(["--addr", "127.0.0.1:0"]).args(&server_args);
     // Dropping `server` when this returns stops it, whatever `body` did.
-    let server = Server::start(&mut command, process::TIMEOUT)?;
-    body(&client_bin, &server.addr, &client_args)
+    let mut server = Server::start(&mut command, process::TIMEOUT)?;
+    let addr = server.addr.clone();
+    body(&client_bin, &addr, &client_args, &mut server)
 }
 
 /// Extra arguments for a step's server and client in the tour, from its
