@@ -171,7 +171,7 @@ pub fn log_panics() {
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. `shutdown` is any future: the binary's is
-/// [`shutdown::signal`]; a test's is a channel it controls;
+/// the first of [`shutdown::StopSignals`]; a test's is a channel it controls;
 /// `std::future::pending()` is a server that runs until the process ends.
 pub async fn run(
     listener: TcpListener,

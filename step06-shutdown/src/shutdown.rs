@@ -1,7 +1,8 @@
 //! Graceful shutdown: stop taking work, finish the work taken, then stop.
 //!
 //! [`crate::server::run`] stops when the future it is given completes (in
-//! the binary, [`signal`]: Ctrl-C or SIGTERM). In this order:
+//! the binary, at the first of [`StopSignals`]: Ctrl-C or SIGTERM). In
+//! this order:
 //!
 //! 1. It closes the listener: a new connection is refused.
 //! 2. It tells every connection to drain ([`drain`]): each sends its peer
@@ -15,12 +16,11 @@
 //! outlives the drain timeout; a request it has not read gets none, and its
 //! client hears the connection close.
 
-use std::future::Future;
 use std::io;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::signal::unix::{SignalKind, signal as unix_signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::codec::FramedRead;
@@ -30,22 +30,31 @@ use crate::frame::FrameCodec;
 use crate::protocol::Response;
 
 // ANCHOR: signal
-/// A future that completes when the process is asked to stop, with the
-/// name of the signal: `SIGINT` (Ctrl-C in a terminal) or `SIGTERM` (what
-/// `kill`, systemd and Kubernetes send first).
-///
-/// The handlers are installed here, before the future is first polled, so
-/// that a signal that comes at once is not missed: while a handler is
-/// installed, the signal no longer kills the process, it is only counted.
-pub fn signal() -> io::Result<impl Future<Output = &'static str>> {
-    let mut terminate = unix_signal(SignalKind::terminate())?;
-    let mut interrupt = unix_signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// The signals that ask the process to stop: SIGINT (Ctrl-C in a
+/// terminal) and SIGTERM (what `kill`, systemd and Kubernetes send first).
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Installs handlers for both. From here on, these signals no longer
+    /// kill the process: each is counted, for [`StopSignals::recv`]. So
+    /// install them early, or a signal that comes first is missed.
+    pub fn install() -> io::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next of them, and says which: `SIGINT` or `SIGTERM`.
+    pub async fn recv(&mut self) -> &'static str {
         tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    })
+    }
 }
 // ANCHOR_END: signal
 

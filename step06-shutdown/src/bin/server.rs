@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use step06_shutdown::server::{self, Limits, ServerConfig};
-use step06_shutdown::{service, shutdown};
+use step06_shutdown::service;
+use step06_shutdown::shutdown::StopSignals;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -43,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout)
         .context("--drain-timeout must be a number of seconds, 0 or more")?;
     // Before listening: a signal that comes as soon as we listen is caught.
-    let signal = shutdown::signal().context("cannot handle signals")?;
+    let mut signals = StopSignals::install().context("cannot handle signals")?;
     let listener = (TcpListener::bind(&args.addr).await)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     server::log_panics();
@@ -57,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     config.limits.max_connections = args.max_connections;
     config.drain_timeout = drain_timeout;
     let shutdown = async {
-        let name = signal.await;
+        let name = signals.recv().await;
         server::log(format_args!("{name}: shutting down"));
     };
     server::run(listener, methods, config, shutdown).await?;
