@@ -316,7 +316,6 @@ impl PendingCalls {
         lock(&self.table)
     }
 
-    // ANCHOR: pending_call
     /// Adds call `id`. Its answer will arrive on the returned call's
     /// channel; dropping the returned call takes it out of the table again.
     fn insert(&self, id: u64) -> Result<PendingCall<'_>, CallError> {
@@ -336,7 +335,6 @@ impl PendingCalls {
             answer,
         })
     }
-    // ANCHOR_END: pending_call
 
     /// How many calls wait for an answer.
     fn len(&self) -> usize {
@@ -384,7 +382,6 @@ impl PendingCalls {
     }
 }
 
-// ANCHOR: pending_call_drop
 /// One call's entry in [`PendingCalls`], and the channel its answer comes
 /// on. Dropping it takes the entry out, if the reader has not already.
 ///
@@ -404,7 +401,6 @@ impl Drop for PendingCall<'_> {
         self.pending.lock().waiting.remove(&self.id);
     }
 }
-// ANCHOR_END: pending_call_drop
 
 /// One connection, shared by every clone of a [`Client`].
 struct Connection {
@@ -466,7 +462,6 @@ impl Client {
         })
     }
 
-    // ANCHOR: start_connection
     /// Sets up a new connection on `stream`: a writer task that owns its
     /// write half, and a reader task that owns its read half.
     fn start_connection(stream: TcpStream, config: &ClientConfig) -> io::Result<Arc<Connection>> {
@@ -505,7 +500,6 @@ impl Client {
             ],
         }))
     }
-    // ANCHOR_END: start_connection
 
     /// The slot that holds the current connection, locked.
     fn slot(&self) -> MutexGuard<'_, Arc<Connection>> {
@@ -592,7 +586,6 @@ impl Client {
         }
     }
 
-    // ANCHOR: attempt
     /// One attempt at a call: a live connection, the request queued with
     /// the time left until `deadline`, and a wait for its answer until then.
     /// A failure says whether the request may have reached the server.
@@ -660,7 +653,6 @@ impl Client {
             Err(_elapsed) => Err(sent(CallError::Timeout)),
         }
     }
-    // ANCHOR_END: attempt
 
     /// How many responses arrived on the current connection with an id no
     /// call was waiting for, and were dropped: late answers to calls that

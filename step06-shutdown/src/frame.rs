@@ -38,7 +38,6 @@ use tokio_util::codec::Decoder;
 /// body we no longer know where the next frame starts.
 pub const MAX_FRAME_LEN: u32 = 1024 * 1024;
 
-// ANCHOR: codec
 /// Cuts frames out of the bytes a `FramedRead` has read so far.
 ///
 /// `tokio_util` has a ready-made `LengthDelimitedCodec`, and it reads this
@@ -100,7 +99,6 @@ impl Decoder for FrameCodec {
         }
     }
 }
-// ANCHOR_END: codec
 
 /// Appends `body` to `buffer` as one frame: its length, then the bytes.
 ///
@@ -132,7 +130,6 @@ const BATCH: usize = 64;
 /// the size above which a buffer is not kept for the next frames.
 const SMALL: u32 = 64 * 1024;
 
-// ANCHOR: write_frames
 /// The writer task: sends every frame body queued on `queue` to `writer`,
 /// until every sender has gone and the queue is empty.
 ///
@@ -178,7 +175,6 @@ pub async fn write_frames(
     // Every sender has gone: no more frames will come. Say so to the peer.
     writer.shutdown().await
 }
-// ANCHOR_END: write_frames
 
 #[cfg(test)]
 mod tests {

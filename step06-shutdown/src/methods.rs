@@ -61,7 +61,6 @@ impl Methods {
         Methods::default()
     }
 
-    // ANCHOR: typed_handler
     /// Offers `handler` under `name`, replacing any method of that name.
     ///
     /// The handler is async: an `async fn` taking its parameters as its own
@@ -98,9 +97,7 @@ impl Methods {
         };
         self.handlers.insert(name.to_string(), Box::new(erased));
     }
-    // ANCHOR_END: typed_handler
 
-    // ANCHOR: register_blocking
     /// Offers a method whose code blocks, or computes for a long time, under
     /// `name`. It runs on tokio's pool of blocking threads
     /// (`spawn_blocking`), so the runtime's few threads go on serving every
@@ -145,7 +142,6 @@ impl Methods {
             }
         });
     }
-    // ANCHOR_END: register_blocking
 
     /// Requires `token` in the `meta.token` of every request: any other
     /// request is answered `UNAUTHORIZED`, and no method runs for it. See
@@ -188,7 +184,6 @@ impl Methods {
     }
 }
 
-// ANCHOR: catch_panic
 /// Runs a request's handler, and turns a panic in it into `INTERNAL`.
 ///
 /// Unwinding would otherwise end the request's task without an answer,
@@ -215,8 +210,6 @@ async fn run_handler(handler: &Handler, params: Value, method: &str) -> Result<V
         Err(RpcError::new(ErrorCode::Internal, message))
     })
 }
-
-// ANCHOR_END: catch_panic
 
 /// Whether `a` and `b` are equal, in a time that depends on their lengths,
 /// not on where they differ.

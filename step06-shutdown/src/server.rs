@@ -116,7 +116,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How many log lines may wait for the log thread; more are dropped.
 const LOG_QUEUE: usize = 1024;
 
-// ANCHOR: log
 /// Writes one line to the server's log, stderr, without ever waiting for
 /// it, and ignores a failure.
 ///
@@ -162,7 +161,6 @@ pub fn log_panics() {
         log(format_args!("{}", info.to_string().replace('\n', " ")));
     }));
 }
-// ANCHOR_END: log
 
 // ANCHOR: accept_loop
 /// Serves `methods` on `listener`, as `config` says, until `shutdown`
@@ -418,7 +416,6 @@ async fn serve_connection(
 }
 // ANCHOR_END: serve_connection
 
-// ANCHOR: poll_once
 /// Runs `future` until it first has to wait, or to the end.
 ///
 /// A spawned task costs an allocation, a trip through the scheduler and
@@ -432,9 +429,7 @@ async fn serve_connection(
 fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
-// ANCHOR_END: poll_once
 
-// ANCHOR: call_before
 /// Runs the request's method, if its caller still waits for the answer,
 /// and stops it at the caller's deadline.
 ///
@@ -463,7 +458,6 @@ async fn call_before(methods: &Methods, request: Request) -> Response {
         .await
         .unwrap_or_else(|_elapsed| timeout("while"))
 }
-// ANCHOR_END: call_before
 
 /// Serialises a response, replacing one too large to send with an error
 /// that says so: better than closing the connection on an honest caller.

@@ -135,7 +135,6 @@ async fn explode(_params: Value) -> Result<Value, RpcError> {
     panic!("explode: this method panics on purpose")
 }
 
-// ANCHOR: hash
 /// The most rounds `hash` accepts: a few hundred milliseconds of one core.
 pub const MAX_HASH_ROUNDS: u32 = 20_000_000;
 
@@ -167,7 +166,6 @@ fn hash(HashParams { text, rounds }: HashParams) -> Result<String, RpcError> {
     }
     Ok(format!("{digest:016x}"))
 }
-// ANCHOR_END: hash
 
 /// JSON has no infinity: `1e308 + 1e308` must be an error, not a silent
 /// `null`. The caller's numbers are to blame, so it is a `BAD_REQUEST`.

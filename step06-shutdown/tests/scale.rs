@@ -41,7 +41,6 @@ async fn ten_thousand_calls_in_flight_on_one_connection_are_all_answered_correct
     assert_eq!(client.unknown_responses(), 0);
 }
 
-// ANCHOR: dropped_calls
 /// Calls dropped while they wait for their answer (here, their tasks
 /// aborted) leave no entry in the client's table of pending calls, and
 /// the client goes on working. Without `PendingCall`'s `Drop`, all 10,000
@@ -82,7 +81,6 @@ async fn dropped_calls_leave_nothing_pending() {
     assert_eq!(client.pending_calls(), 0);
     assert_eq!(client.add(1.0, 2.0).await.unwrap(), 3.0);
 }
-// ANCHOR_END: dropped_calls
 
 const IDLE: usize = 5_000;
 

@@ -141,7 +141,6 @@ async fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     many_calls_at_once(&client, addr, token).await
 }
 
-// ANCHOR: demo_many
 /// This step's part of the demo: 10,000 calls in flight at once on one
 /// connection, each a task; fails if any answer is wrong.
 async fn many_calls_at_once(
@@ -185,7 +184,6 @@ async fn many_calls_at_once(
     );
     Ok(())
 }
-// ANCHOR_END: demo_many
 
 /// This step's part of the demo; fails if a call is retried that must not
 /// be, or is not retried that should be, or outlives its deadline.
