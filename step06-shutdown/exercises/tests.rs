@@ -15,16 +15,13 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::rpc::protocol::RpcError;
-use common::rpc::server::ServerConfig;
-use common::rpc::service;
-use common::spawn_stoppable_server;
-use serde_json::{Value, json};
-use testkit::{STUCK, connect, exchange, read_frame, receive, send, wait_until};
+use common::rpc::client::{CallError, Client, ClientConfig, RetryPolicy};
+use common::rpc::service::ServiceCalls;
+use serde_json::json;
+use testkit::{FakeServer, Reply, STUCK, connect, exchange, read_frame, receive, send, wait_until};
 
 /// Sends `signal` (`-TERM`, `-INT`) to process `pid`, as `kill` does.
 fn kill(signal: &str, pid: u32) {
@@ -91,57 +88,61 @@ fn a_second_signal_stops_the_server_at_once() {
 }
 // ANCHOR_END: second_signal
 
-// ANCHOR: refused_after_notice
-/// Exercise 2: a draining server still reads what its peer sends, and
-/// answers each request that arrives after the notice with `SERVER_BUSY`
-/// under the request's id, without running it: its client then knows the
-/// call did not run, and may send it elsewhere, which a connection that
-/// just closes cannot tell it.
-#[test]
+// ANCHOR: transparent_retry
+/// Exercise 2: a call that a server going away refused did not run, and
+/// its next attempt goes to a new connection: the client sends it again at
+/// once, without a pause, and without counting it as an attempt, as gRPC
+/// does; but only once per call, so that a server that refuses everything
+/// cannot keep a call going round for ever.
+#[tokio::test]
 #[ignore]
-fn a_request_after_the_notice_is_refused_not_ignored() {
-    let counted = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&counted);
-    let (started, started_rx) = std::sync::mpsc::channel();
-    let release = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut methods = service::methods();
-    methods.register("count", move |_: Value| {
-        count.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok::<_, RpcError>(Value::Null))
-    });
-    let permits = Arc::clone(&release);
-    methods.register("hold", move |_: Value| {
-        let (started, permits) = (started.clone(), Arc::clone(&permits));
-        async move {
-            let _ = started.send(());
-            permits.acquire().await.expect("never closed").forget();
-            Ok::<_, RpcError>("held")
-        }
-    });
-    let mut server = spawn_stoppable_server(methods, ServerConfig::default());
-    let mut stream = connect(server.addr);
-    send(&mut stream, br#"{"id":1,"method":"hold"}"#);
-    started_rx.recv_timeout(STUCK).expect("hold started");
-    server.stop();
-    let notice = receive(&mut stream);
-    assert_eq!(notice["error"]["details"]["going_away"], true, "{notice}");
+async fn a_refused_call_is_retried_at_once_and_costs_no_attempt() {
+    // The first request gets the notice and a refusal; then `refusals - 1`
+    // more refusals; then its answer.
+    let fake = |refusals: usize| {
+        let mut seen = 0;
+        FakeServer::start(move |request| {
+            seen += 1;
+            let id = &request["id"];
+            let refusal = json!({"id": id, "ok": false, "error": {"code": "SERVER_BUSY",
+                "message": "going away", "details": {"going_away": true}}});
+            let notice = json!({"id": null, "ok": false, "error": {"code": "SERVER_BUSY",
+                "message": "going away", "details": {"going_away": true}}});
+            match seen {
+                n if n <= refusals => vec![Reply::Json(notice), Reply::Json(refusal)],
+                _ => vec![Reply::Json(json!({"id": id, "ok": true, "result": 3.0}))],
+            }
+        })
+    };
+    let pauses = Arc::new(Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&pauses);
+    let config = ClientConfig {
+        // One attempt, and so no retry, unless a refusal costs none.
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+        sleep: Arc::new(move |pause| {
+            recorded.lock().unwrap().push(pause);
+            Box::pin(std::future::ready(()))
+        }),
+        default_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    };
 
-    // Answered while `hold` still runs: the drain reads as it waits.
-    let refused = exchange(&mut stream, br#"{"id":2,"method":"count"}"#);
-    assert_eq!(refused["id"], 2, "{refused}");
-    assert_eq!(refused["error"]["code"], "SERVER_BUSY", "{refused}");
-    let refused = exchange(&mut stream, br#"{"id":3,"method":"count"}"#);
-    assert_eq!(refused["id"], 3, "{refused}");
-    assert_eq!(counted.load(Ordering::SeqCst), 0, "a refused request ran");
+    let once = fake(1);
+    let client = Client::connect_with(once.addr(), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(client.add(1.0, 2.0).await.unwrap(), 3.0, "sent again");
+    assert_eq!(*pauses.lock().unwrap(), [], "sent again without a pause");
 
-    release.add_permits(1);
-    let held = receive(&mut stream);
-    assert_eq!((&held["id"], &held["result"]), (&json!(1), &json!("held")));
-    match read_frame(&mut stream) {
-        Ok(None) => {}
-        other => panic!("expected a clean end of stream, got {other:?}"),
+    let twice = fake(2);
+    let client = Client::connect_with(twice.addr(), config).await.unwrap();
+    match client.add(1.0, 2.0).await {
+        Err(CallError::Server(error)) => assert!(error.is_going_away(), "{error:?}"),
+        other => panic!("a second refusal is an attempt like any other: {other:?}"),
     }
-    drop(stream);
-    server.join().expect("run returns Ok");
+    assert_eq!(twice.requests_so_far().len(), 2, "sent twice, and no more");
 }
-// ANCHOR_END: refused_after_notice
+// ANCHOR_END: transparent_retry

@@ -324,6 +324,10 @@ impl PendingCalls {
             let message = format!("the connection is closed: {why}");
             return Err(io::Error::new(io::ErrorKind::NotConnected, message).into());
         }
+        if table.going_away {
+            let message = "the server is going away: this connection takes no new call";
+            return Err(io::Error::new(io::ErrorKind::NotConnected, message).into());
+        }
         if table.waiting.len() >= self.max_pending {
             return Err(CallError::TooManyPending);
         }
@@ -648,6 +652,10 @@ impl Client {
         // an answer that comes after all finds nobody waiting, and is
         // dropped and counted.
         match time::timeout_at(deadline, &mut call.answer).await {
+            // A server going away refused it: it did not run.
+            Ok(Ok(Err(CallError::Server(error)))) if error.is_going_away() => {
+                Err(unsent(CallError::Server(error)))
+            }
             Ok(Ok(answer)) => answer.map_err(sent),
             Ok(Err(_)) => Err(sent(io::Error::other("the reader task ended").into())),
             Err(_elapsed) => Err(sent(CallError::Timeout)),
@@ -705,14 +713,13 @@ async fn read_responses(
         let body = match frame {
             Some(Ok(body)) => body,
             // After the notice, the end is the drain's: the calls still
-            // waiting were sent after the server stopped reading, or
-            // cancelled at its drain timeout.
+            // waiting were cancelled at its drain timeout, or their
+            // requests never read.
             None if pending.lock().going_away => {
-                let e = io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the server shut down before answering",
-                );
-                break CallError::Io(e);
+                break shut_down_before_answering(String::new());
+            }
+            Some(Err(e)) if pending.lock().going_away => {
+                break shut_down_before_answering(format!(" ({e})"));
             }
             None => {
                 let e = io::Error::new(
@@ -740,6 +747,14 @@ async fn read_responses(
 }
 // ANCHOR_END: read_responses
 
+/// Why the calls still waiting on a connection whose server said it was
+/// going away failed when the connection ended: `ConnectionAborted`, with
+/// `detail` (what ended it, if not a clean end) after the message.
+fn shut_down_before_answering(detail: String) -> CallError {
+    let message = format!("the server shut down before answering{detail}");
+    CallError::Io(io::Error::new(io::ErrorKind::ConnectionAborted, message))
+}
+
 /// Connects to the first of `addr`'s addresses that accepts, as
 /// `TcpStream::connect` does, but gives up once `timeout` has passed.
 /// `TcpStream::connect` waits as long as the OS retries the handshake (over
@@ -755,7 +770,8 @@ async fn connect_within(addr: impl ToSocketAddrs, timeout: Duration) -> io::Resu
 /// decides whether a call that is not idempotent may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Sent {
-    /// Provably not: it was never queued for the writer.
+    /// Provably not: it was never queued for the writer, or a server going
+    /// away refused it without running it.
     No,
     /// Perhaps: it was queued, so it may have been written, and run.
     Maybe,

@@ -107,8 +107,8 @@ pub struct RpcError {
     ///   been (`"a value"` when it was missing);
     /// - `INTERNAL` for an answer too large to send: `{"bytes": 1048600,
     ///   "max_bytes": 1048576}`;
-    /// - `SERVER_BUSY` in the notice of a server shutting down:
-    ///   `{"going_away": true}`;
+    /// - `SERVER_BUSY` in the notice of a server shutting down, and in its
+    ///   answer to a request it refused: `{"going_away": true}`;
     /// - `null` for every other code.
     #[serde(default)]
     pub details: Value,
@@ -144,9 +144,10 @@ pub enum ErrorCode {
     /// same token is refused again.
     Unauthorized,
     /// The server did not do the work this time, and may do it later. Today
-    /// from `flaky`, which pretends, and in the notice of a server shutting
-    /// down ([`Response::going_away`]); step 9 sheds load with it when too
-    /// many requests arrive at once. Retryable, and the only code that is.
+    /// from `flaky`, which pretends, and from a server shutting down, in its
+    /// notice and its refusals ([`Response::going_away`]); step 9 sheds
+    /// load with it when too many requests arrive at once. Retryable, and
+    /// the only code that is.
     ServerBusy,
 }
 
@@ -225,19 +226,37 @@ impl Response {
     /// done here, try again", and `details` that say `going_away`.
     pub fn going_away() -> Response {
         let message = "the server is shutting down: send new calls on a new connection";
-        let error = RpcError {
-            details: json!({ "going_away": true }),
-            ..RpcError::new(ErrorCode::ServerBusy, message)
-        };
-        Response::failure(None, error)
+        Response::failure(None, RpcError::going_away(message))
+    }
+
+    /// The answer to request `id`, read by a server going away after its
+    /// notice, and *not run*: as the notice, under the request's id. Its
+    /// caller may send it again on a new connection, whatever the call.
+    pub fn refused(id: u64) -> Response {
+        let message = "the server is shutting down: this request was not run";
+        Response::failure(Some(id), RpcError::going_away(message))
     }
 
     /// True if this is the notice [`Response::going_away`] makes.
     pub fn is_going_away(&self) -> bool {
-        self.id.is_none()
-            && (self.error.as_ref()).is_some_and(|error| {
-                error.code == ErrorCode::ServerBusy && error.details["going_away"] == true
-            })
+        self.id.is_none() && (self.error.as_ref()).is_some_and(RpcError::is_going_away)
+    }
+}
+
+impl RpcError {
+    /// The error of the going-away notice, and of a request refused after
+    /// it: `SERVER_BUSY`, with details `{"going_away": true}`.
+    fn going_away(message: &str) -> RpcError {
+        RpcError {
+            details: json!({ "going_away": true }),
+            ..RpcError::new(ErrorCode::ServerBusy, message)
+        }
+    }
+
+    /// True for the error of a going-away notice or refusal: a request
+    /// answered with it was not run.
+    pub fn is_going_away(&self) -> bool {
+        self.code == ErrorCode::ServerBusy && self.details["going_away"] == true
     }
 }
 // ANCHOR_END: going_away
@@ -519,9 +538,12 @@ mod tests {
                 .is_going_away()
         );
         // An answer to a request too broken to read is not a notice, nor is
-        // a `SERVER_BUSY` that answers a request.
+        // an answer to a request, refused or busy.
         let unreadable = Response::failure(None, RpcError::new(ErrorCode::BadRequest, "bad"));
         let busy = Response::failure(Some(3), RpcError::new(ErrorCode::ServerBusy, "busy"));
-        assert!(!unreadable.is_going_away() && !busy.is_going_away());
+        let refused = Response::refused(4);
+        assert!(!unreadable.is_going_away() && !busy.is_going_away() && !refused.is_going_away());
+        // A refusal says that its request did not run; a plain busy does not.
+        assert!(refused.error.unwrap().is_going_away() && !busy.error.unwrap().is_going_away());
     }
 }

@@ -22,7 +22,7 @@ use std::mem;
 use std::panic;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self as std_mpsc, SyncSender};
+use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -83,11 +83,12 @@ pub struct ServerConfig {
     /// connection, and its place under `max_connections`, for good.
     /// Default: 30 s.
     pub write_timeout: Duration,
-    /// How long a shutdown waits for the calls already read to finish and
-    /// be answered. At the timeout, the calls still running are cancelled
-    /// and their connections closed. Default: 15 s, the client's default
-    /// deadline, and half of the 30 s that Kubernetes (for one) allows
-    /// between SIGTERM and SIGKILL.
+    /// How long a shutdown waits for its connections to drain: for the
+    /// calls already taken on to finish, their answers to be written, and
+    /// the peers to close. At the timeout, the connections still open are
+    /// closed, and their calls cancelled. Default: 15 s, the client's
+    /// default deadline, and half of the 30 s that Kubernetes (for one)
+    /// allows between SIGTERM and SIGKILL.
     pub drain_timeout: Duration,
 }
 
@@ -128,12 +129,37 @@ const LOG_QUEUE: usize = 1024;
 /// panic, as when the reader of the pipe has gone (`server 2>&1 | head`).
 /// Step 8's `tracing` replaces this.
 pub fn log(line: fmt::Arguments) {
-    static QUEUE: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
-    static DROPPED: AtomicU64 = AtomicU64::new(0);
+    let sent = log_queue().map(|queue| queue.try_send(LogLine::Text(line.to_string())));
+    if !matches!(sent, Some(Ok(()))) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the log thread is sent: a line to write, or a request to say when
+/// every line before it has been written.
+enum LogLine {
+    Text(String),
+    Flushed(std_mpsc::Sender<()>),
+}
+
+/// Lines dropped since the last one written.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The queue to the log thread, which is started on first use; `None` if
+/// it could not be: no thread, no log, and the server serves on without.
+fn log_queue() -> Option<&'static SyncSender<LogLine>> {
+    static QUEUE: OnceLock<Option<SyncSender<LogLine>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
-        let (queue, lines) = std_mpsc::sync_channel::<String>(LOG_QUEUE);
+        let (queue, lines) = std_mpsc::sync_channel(LOG_QUEUE);
         let write_out = move || {
             for line in lines {
+                let line = match line {
+                    LogLine::Text(line) => line,
+                    LogLine::Flushed(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 let mut stderr = io::stderr().lock();
                 let dropped = DROPPED.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
@@ -142,15 +168,34 @@ pub fn log(line: fmt::Arguments) {
                 let _ = writeln!(stderr, "{line}");
             }
         };
-        // No thread, no log: the server serves on without one.
         let thread = thread::Builder::new().name("log".into()).spawn(write_out);
         thread.ok().map(|_| queue)
     });
-    let sent = queue.as_ref().map(|queue| queue.try_send(line.to_string()));
-    if !matches!(sent, Some(Ok(()))) {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
-    }
+    queue.as_ref()
 }
+
+// ANCHOR: flush_log
+/// Waits until every line logged so far has been written, but no longer
+/// than `timeout`: for a process about to exit, which would otherwise end
+/// the log thread with the last lines (how the shutdown went) unwritten.
+/// A stuck stderr costs the wait, and the lines; never a hang.
+pub fn flush_log(timeout: Duration) {
+    let Some(queue) = log_queue() else { return };
+    let give_up = std::time::Instant::now() + timeout;
+    let (done, flushed) = std_mpsc::channel();
+    let mut request = LogLine::Flushed(done);
+    // The queue may be full: try again until there is room, or time is up.
+    while let Err(TrySendError::Full(again)) = queue.try_send(request) {
+        if std::time::Instant::now() >= give_up {
+            return;
+        }
+        request = again;
+        thread::sleep(Duration::from_millis(1));
+    }
+    let left = give_up.saturating_duration_since(std::time::Instant::now());
+    let _ = flushed.recv_timeout(left);
+}
+// ANCHOR_END: flush_log
 
 /// Sends panics to [`log`], one line each, instead of the standard hook's
 /// direct write to stderr, which would block a runtime thread as `log`
@@ -165,7 +210,9 @@ pub fn log_panics() {
 // ANCHOR: accept_loop
 /// Serves `methods` on `listener`, as `config` says, until `shutdown`
 /// completes; then drains (see [`crate::shutdown`]), and returns once
-/// every connection has closed, within `config.drain_timeout`.
+/// every connection has closed, within `config.drain_timeout`. (A blocking
+/// call cannot be cancelled: one still running then runs on, on its
+/// thread, and a runtime being dropped waits for it.)
 ///
 /// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
 /// it for the port the OS chose. `shutdown` is any future: the binary's is
@@ -205,8 +252,10 @@ pub async fn run(
             Ok(accepted) => accepted,
             Err(e) => {
                 log(format_args!("accept failed: {e}"));
-                time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
+                tokio::select! {
+                    () = time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    () = &mut shutdown => break,
+                }
             }
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
@@ -228,7 +277,9 @@ pub async fn run(
         let failures = Arc::clone(&failures);
         let (max_in_flight, write_timeout) =
             (limits.max_in_flight_per_connection, config.write_timeout);
-        let (stop, cut) = (stop.clone(), cut.clone());
+        // A child token per connection: each then waits on its own, not
+        // all of them on one shared lock.
+        let (stop, cut) = (stop.child_token(), cut.child_token());
         // One task per connection: the reason one slow or hostile peer
         // cannot block the others. A task cannot fail to start the way a
         // thread can; it costs memory, like everything else here.
@@ -269,7 +320,7 @@ pub async fn run(
     let drain = time::timeout(config.drain_timeout, connection_tasks.wait());
     if drain.await.is_err() {
         log(format_args!(
-            "drain timeout: cancelling the calls of {} connections, and closing them",
+            "drain timeout: closing the {} connections left, and cancelling their calls",
             connection_tasks.len()
         ));
         cut.cancel();
@@ -355,7 +406,7 @@ async fn serve_connection(
     // of this connection runs on after it, and a peer that sends requests
     // and hangs up leaves no work behind.
     let mut requests = JoinSet::new();
-    // Made once, not on each turn of the loop: the loop is the hot path.
+    // Made once, not on each turn of the loop, which is the hot path.
     let stopping = stop.cancelled();
     tokio::pin!(stopping);
 
@@ -373,7 +424,10 @@ async fn serve_connection(
                 };
                 let (methods, answers) = (Arc::clone(&methods), answers.clone());
                 let mut call = Box::pin(async move {
-                    let response = match parse_request(&body) {
+                    let parsed = parse_request(&body);
+                    // The frame's bytes are not kept while the call runs.
+                    drop(body);
+                    let response = match parsed {
                         Ok(request) => call_before(&methods, request).await,
                         // The frame was fine, its contents were not. The
                         // next frame starts right after this one, so the

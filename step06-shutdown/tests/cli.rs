@@ -120,7 +120,7 @@ fn sigterm_drains_the_server_then_it_exits_cleanly() {
     let mut stream = testkit::connect(addr);
     testkit::send(
         &mut stream,
-        br#"{"id":1,"method":"sleep","params":{"ms":500}}"#,
+        br#"{"id":1,"method":"sleep","params":{"ms":2000}}"#,
     );
     // Requests are read in order: once `add` is answered, `sleep` has been
     // read, and is running.

@@ -23,8 +23,8 @@ use common::rpc::service::{self, ServiceCalls};
 use common::{StoppableServer, spawn_server_at, spawn_stoppable_server};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use testkit::{STUCK, connect, frame, read_frame, receive, send, wait_until};
-use tokio::io::AsyncWriteExt;
+use testkit::{FakeServer, Reply, STUCK, connect, frame, read_frame, receive, send, wait_until};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `()` on its channel when dropped: how a test sees a method's
 /// future dropped, since code after its last `.await` never runs.
@@ -77,14 +77,14 @@ fn is_going_away(frame: &Value) -> bool {
         && frame["error"]["details"]["going_away"] == true
 }
 
-/// The order, seen from a raw connection: the notice first; then no
-/// request read (one sent after the notice is never run); the answer to
-/// the call in flight, whole; then a clean end of stream. A clean end, not
-/// a reset: the server reads what was sent after the notice before it
+/// The order, seen from a raw connection: the notice first; a request
+/// sent after it is refused, under its id, and not run; the answer to the
+/// call in flight comes whole; then a clean end of stream. A clean end,
+/// not a reset: the server reads what the peer still sends before it
 /// closes, or its OS would reset the connection for the unread bytes, and
-/// throw away the part of the answer (900 KB) not yet sent.
+/// throw away the part of the answer (900 KB) not yet delivered.
 #[test]
-fn a_draining_server_answers_what_it_read_and_reads_nothing_more() {
+fn a_draining_server_answers_what_it_took_on_and_runs_nothing_more() {
     let (mut methods, hold) = methods_with_hold();
     let counted = Arc::new(AtomicU64::new(0));
     let count = Arc::clone(&counted);
@@ -100,16 +100,15 @@ fn a_draining_server_answers_what_it_read_and_reads_nothing_more() {
     hold.started.recv_timeout(STUCK).expect("hold started");
 
     server.stop();
-    assert!(
-        is_going_away(&receive(&mut stream)),
-        "the notice comes first"
-    );
+    let notice = receive(&mut stream);
+    assert!(is_going_away(&notice), "the notice comes first: {notice}");
     send(&mut stream, br#"{"id":2,"method":"count"}"#);
-    // A request that waits in the socket is not read either: give the
-    // server time it would need to read it, then let the held call end.
-    thread::sleep(Duration::from_millis(100));
     hold.release.add_permits(1);
-    // Time for a server that closed too early to reset the connection.
+    // Read nothing for a while, so the answer waits in the kernels' buffers
+    // when this request comes: past the drain's first second, it is not
+    // read, and a server that closed at once would reset the connection.
+    thread::sleep(Duration::from_millis(1_500));
+    send(&mut stream, br#"{"id":3,"method":"count"}"#);
     thread::sleep(Duration::from_millis(300));
     let mut answers = Vec::new();
     loop {
@@ -120,14 +119,20 @@ fn a_draining_server_answers_what_it_read_and_reads_nothing_more() {
         }
     }
     drop(stream);
-    // The held call's answer, whole; and for `count`, nothing, or (see the
-    // chapter's exercise 2) a refusal.
-    let held_answer = json!({"id": 1, "ok": true, "result": held});
-    let ids: Vec<&Value> = answers.iter().map(|a| &a["id"]).collect();
-    assert!(answers.contains(&held_answer), "answers to {ids:?}");
-    let refusal = |a: &Value| a["id"] == 2 && a["error"]["code"] == "SERVER_BUSY";
-    assert!(answers.iter().all(|a| a == &held_answer || refusal(a)));
     server.join().expect("run returns Ok");
+
+    let ids: Vec<&Value> = answers.iter().map(|a| &a["id"]).collect();
+    let held_answer = json!({"id": 1, "ok": true, "result": held});
+    assert!(answers.contains(&held_answer), "answers to {ids:?}");
+    let refused = |a: &Value, id: u64| a["id"] == id && a["error"]["details"]["going_away"] == true;
+    assert!(answers.iter().any(|a| refused(a, 2)), "answers to {ids:?}");
+    // The second `count` came after the server stopped reading: refused,
+    // or not read at all; never run.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a == &held_answer || refused(a, 2) || refused(a, 3))
+    );
     assert_eq!(
         counted.load(Ordering::SeqCst),
         0,
@@ -298,6 +303,84 @@ async fn the_drain_timeout_is_exact_on_the_paused_clock() {
     server.await.unwrap().expect("run returns Ok");
     assert_eq!(stopped_at.elapsed(), drain_timeout);
     hold.dropped.try_recv().expect("hold was cancelled");
+}
+
+/// A peer that keeps its connection open, and says nothing, does not hold
+/// the shutdown for the drain timeout: once its connection has nothing
+/// left to do, the server waits for it only a moment. (Paused clock: the
+/// time is exact, and no real time passes.)
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_does_not_hold_the_shutdown() {
+    let drain_timeout = Duration::from_secs(15);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig {
+        drain_timeout,
+        ..ServerConfig::default()
+    };
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let server = tokio::spawn(server::run(listener, service::methods(), config, shutdown));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&frame(br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#))
+        .await
+        .unwrap();
+    let mut answer = [0; 4];
+    stream.read_exact(&mut answer).await.unwrap();
+
+    let stopped_at = tokio::time::Instant::now();
+    drop(stop);
+    server.await.unwrap().expect("run returns Ok");
+    let took = stopped_at.elapsed();
+    assert!(took < drain_timeout, "the shutdown took {took:?}");
+    drop(stream);
+}
+
+/// A request a server going away refused did not run: the client sends it
+/// again on a new connection, though it is not idempotent. A plain
+/// `SERVER_BUSY`, which may come after part of the work, is not sent again.
+#[tokio::test]
+async fn a_refused_call_is_sent_again_on_a_new_connection() {
+    let notice = json!({"id": null, "ok": false, "error": {"code": "SERVER_BUSY",
+        "message": "going away", "details": {"going_away": true}}});
+    let mut seen = 0;
+    let server = FakeServer::start(move |request| {
+        seen += 1;
+        let id = request["id"].clone();
+        let busy = |details| {
+            json!({"id": id, "ok": false, "error": {"code": "SERVER_BUSY",
+                "message": "not now", "details": details}})
+        };
+        match seen {
+            1 => vec![
+                Reply::Json(notice.clone()),
+                Reply::Json(busy(json!({"going_away": true}))),
+            ],
+            2 => vec![Reply::Json(json!({"id": id, "ok": true, "result": 3.0}))],
+            _ => vec![Reply::Json(busy(Value::Null))],
+        }
+    });
+    let client = Client::connect(server.addr()).await.unwrap();
+    assert_eq!(client.add(1.0, 2.0).await.unwrap(), 3.0);
+    let first = server.request_json();
+    let second = server.request_json();
+    assert_eq!(
+        (&first["method"], &second["method"]),
+        (&json!("add"), &json!("add"))
+    );
+
+    match client.add(1.0, 2.0).await {
+        Err(CallError::Server(error)) => assert!(!error.is_going_away(), "{error:?}"),
+        other => panic!("expected SERVER_BUSY, got {other:?}"),
+    }
+    server.request_json();
+    assert!(
+        server.requests_so_far().is_empty(),
+        "a plain SERVER_BUSY was sent again"
+    );
 }
 
 /// Once told the server is going away, the client sends new calls on a new

@@ -61,6 +61,8 @@ async fn main() -> anyhow::Result<()> {
         let name = signals.recv().await;
         server::log(format_args!("{name}: shutting down"));
     };
-    server::run(listener, methods, config, shutdown).await?;
-    Ok(())
+    let served = server::run(listener, methods, config, shutdown).await;
+    // The log thread dies with the process: let it write the last lines.
+    server::flush_log(Duration::from_secs(1));
+    Ok(served?)
 }
