@@ -215,7 +215,6 @@ async fn run_handler(handler: &Handler, params: Value, method: &str) -> Result<V
         Err(RpcError::new(ErrorCode::Internal, message))
     })
 }
-
 // ANCHOR_END: catch_panic
 
 /// Whether `a` and `b` are equal, in a time that depends on their lengths,

@@ -294,7 +294,7 @@ struct Table {
     /// that, so a new call does not wait on it: the client connects anew.
     closed: Option<CallError>,
     /// The server said it is going away ([`Response::going_away`]): it
-    /// reads no more requests here, so a new call connects anew, while the
+    /// runs no new request here, so a new call connects anew, while the
     /// calls already sent wait for their answers.
     going_away: bool,
 }

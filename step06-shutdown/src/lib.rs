@@ -3,10 +3,11 @@
 //! Step 5's server could only be killed, and a kill loses every call in
 //! flight. This one stops gracefully, on Ctrl-C, SIGTERM or a signal from
 //! the code that runs it: it refuses new connections, tells each client it
-//! is going away, reads no more requests, finishes and answers the ones it
-//! has read, and closes. A call that outlives the drain timeout is
-//! cancelled then. The client, told the server is going away, sends new
-//! calls on a new connection, and a call whose answer cannot come fails
+//! is going away, runs no new request (it refuses those that arrive),
+//! finishes and answers the calls it has taken on, and closes. A call that
+//! outlives the drain timeout is cancelled then. The client, told the
+//! server is going away, sends new calls on a new connection, sends a
+//! refused call again there, and fails a call whose answer cannot come
 //! with an error that says so, never a hang.
 //!
 //! ## Layout

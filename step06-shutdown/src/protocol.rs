@@ -215,8 +215,9 @@ impl Response {
 // ANCHOR: going_away
 impl Response {
     /// The notice a server sends on each connection as it begins to shut
-    /// down: it reads no more requests on this connection, and answers
-    /// those it has read, then closes. HTTP/2 and gRPC call it GOAWAY.
+    /// down: it runs no new request on this connection (it refuses those
+    /// that arrive: [`Response::refused`]), answers the calls it has taken
+    /// on, then closes. HTTP/2 and gRPC call it GOAWAY.
     ///
     /// It is an answer to no request: `"id": null`, the id of an answer to
     /// a request too broken to read. A client that predates the notice

@@ -455,7 +455,7 @@ async fn serve_connection(
             written = &mut writer => {
                 return written.unwrap_or_else(|e| Err(io::Error::other(e)));
             }
-            // The server is shutting down: read no more, finish the rest.
+            // The server is shutting down: run no more, finish the rest.
             () = &mut stopping => return shutdown::drain(requests, answers, writer, frames).await,
         }
     }

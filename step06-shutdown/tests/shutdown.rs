@@ -1,8 +1,9 @@
 //! A server told to stop drains: it refuses new connections, tells its
-//! clients it is going away, reads no more requests, answers every request
-//! it has read, and then closes; a call that outlives the drain timeout is
-//! cancelled there. A client sends new calls elsewhere, and a call whose
-//! answer cannot come fails with an error that says so, never a hang.
+//! clients it is going away, refuses the requests that arrive after, runs
+//! every call it has taken on to its answer, and then closes; a call that
+//! outlives the drain timeout is cancelled there. A client sends new calls
+//! elsewhere, a refused call too, and a call whose answer cannot come fails
+//! with an error that says so, never a hang.
 
 mod common;
 
@@ -153,6 +154,8 @@ struct Work {
 /// other call succeeds with its own answer, whole; the calls the server
 /// started, and those it finished, are exactly the calls answered, so none
 /// was cancelled, none ran without its caller hearing, and none ran twice.
+/// A call of 3 s on each connection, running when the stop comes, must be
+/// answered too: the drain waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_mid_load_answers_every_call_it_read() {
     const CLIENTS: usize = 4;
@@ -175,8 +178,17 @@ async fn a_server_stopped_mid_load_answers_every_call_it_read() {
     };
     let mut server = spawn_stoppable_server(methods, config);
     let mut callers = tokio::task::JoinSet::new();
+    let mut long_calls = tokio::task::JoinSet::new();
     for c in 0..CLIENTS {
         let client = Client::connect(server.addr).await.unwrap();
+        // And on each connection a call that outlasts the drain's first
+        // second, made once the load is on (below).
+        let (long_client, n) = (client.clone(), u64::MAX - c as u64);
+        long_calls.spawn(async move {
+            let started = Instant::now();
+            let result = long_client.call("work", json!({"n": n, "ms": 3_000})).await;
+            (result, n, started.elapsed())
+        });
         for k in 0..CALLERS {
             let client = client.clone();
             callers.spawn(async move {
@@ -198,11 +210,19 @@ async fn a_server_stopped_mid_load_answers_every_call_it_read() {
     }
     // Under load: the server has finished some calls, and is running more.
     let start = Instant::now();
-    while finished.load(Ordering::SeqCst) < 2_000 {
+    while finished.load(Ordering::SeqCst) < 1_000 {
         assert!(start.elapsed() < STUCK, "the load never got going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.stop();
+    while let Some(ended) = long_calls.join_next().await {
+        let (result, n, took) = ended.unwrap();
+        assert_eq!(
+            result.unwrap(),
+            json!(n),
+            "a long call, answered after {took:?}"
+        );
+    }
 
     let mut answered = 0;
     let mut why = BTreeMap::<String, usize>::new();
@@ -221,6 +241,7 @@ async fn a_server_stopped_mid_load_answers_every_call_it_read() {
     server.await.unwrap().expect("run returns Ok");
     println!("{answered} calls answered; the last calls failed with: {why:#?}");
     assert_eq!(why.values().sum::<usize>(), CLIENTS * CALLERS);
+    let answered = answered + CLIENTS as u64;
     assert_eq!(finished.load(Ordering::SeqCst), answered);
     assert_eq!(
         started.load(Ordering::SeqCst),
