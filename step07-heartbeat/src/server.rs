@@ -1,0 +1,628 @@
+//! The server: accept connections, and on each one read requests and run
+//! each as a task of its own, which queues the response, tagged with the
+//! request's id, as soon as it is ready: a slow call does not hold up the
+//! fast ones behind it.
+//! A request whose caller's deadline has passed is not started, and one
+//! still running at the deadline is stopped there and answered with an
+//! error. Whatever goes wrong with a request, even a method that panics,
+//! its caller gets an answer with a code that says what.
+//!
+//! Everything runs on tokio: a connection is a task, not a thread, and so
+//! is each request. A task costs a few hundred bytes and no system call,
+//! where a thread cost a stack and a trip through the kernel: ten thousand
+//! idle connections, or ten thousand calls in flight on one, are cheap.
+//!
+//! The server runs until told to stop, and then drains: see
+//! [`crate::shutdown`]. A connection whose peer sends nothing for the idle
+//! timeout drains the same way, alone: see [`crate::heartbeat`].
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Write};
+use std::mem;
+use std::panic;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{self, Instant};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+
+use crate::frame::{FrameCodec, MAX_FRAME_LEN, write_frames};
+use crate::lock;
+use crate::methods::Methods;
+use crate::protocol::{ErrorCode, Message, Request, Response, RpcError, parse_message};
+use crate::shutdown;
+
+/// Bounds on what peers can make the server hold at once.
+///
+/// A connection is now a task, not a thread, so it costs memory (its read
+/// buffer, at least 8 KiB, and its queue), not one of the few thousand
+/// threads an OS allows: the first limit a flood of connections meets is
+/// the process's file descriptors (`ulimit -n`), and then `accept` fails,
+/// is logged, and is tried again. What requests may hold is bounded per
+/// connection only; step 9 adds limits for the whole server, in bytes too.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The most connections served at once. One more is closed as soon as
+    /// it is accepted. Default: 10,000.
+    pub max_connections: usize,
+    /// The most requests of one connection running at once. At the bound,
+    /// the connection stops reading until one finishes. Default: 1,024.
+    pub max_in_flight_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_in_flight_per_connection: 1024,
+        }
+    }
+}
+
+/// Everything a server can be configured with. Later steps add fields here
+/// (heartbeats, load limits), never new `run` functions.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// What peers can make the server hold at once.
+    pub limits: Limits,
+    /// How long one write of answers may wait for the peer to make room
+    /// for them, before the connection is closed. A peer that sends
+    /// requests and never reads their answers would otherwise keep its
+    /// connection, and its place under `max_connections`, for good.
+    /// Default: 30 s.
+    pub write_timeout: Duration,
+    /// How long a shutdown waits for its connections to drain: for the
+    /// calls already taken on to finish, their answers to be written, and
+    /// the peers to close. At the timeout, the connections still open are
+    /// closed, and their calls cancelled. Default: 15 s, the client's
+    /// default deadline, and half of the 30 s that Kubernetes (for one)
+    /// allows between SIGTERM and SIGKILL.
+    pub drain_timeout: Duration,
+    /// How long a connection may go without a whole frame from its peer
+    /// (a request or a ping) before the server closes it, as it would at a
+    /// shutdown (notice first), and within the drain timeout. Default: 60 s,
+    /// far more than the client's ping interval, so that a live client
+    /// with calls waiting is never taken for a dead one.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            limits: Limits::default(),
+            write_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How many answers may wait for a connection's writer task. A request's
+/// task that finds the queue full waits, and keeps its place under
+/// `max_in_flight_per_connection` meanwhile.
+const ANSWER_QUEUE: usize = 64;
+
+/// How long to pause after `accept` fails before trying again.
+///
+/// `accept` fails mostly when the process is out of file descriptors.
+/// Trying again at once would spin a core printing errors; a short pause
+/// gives connections time to close.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How many log lines may wait for the log thread; more are dropped.
+const LOG_QUEUE: usize = 1024;
+
+/// Writes one line to the server's log, stderr, without ever waiting for
+/// it, and ignores a failure.
+///
+/// A write to stderr blocks while stderr is a pipe whose reader is slow or
+/// stuck, and a task that blocks holds up every task on its runtime thread:
+/// a peer that can make the server log could freeze it. So a line goes to
+/// a queue, and one thread of its own writes the queue out. When the queue
+/// is full, lines are dropped, and their number is written with the next
+/// line that gets through. A failed write is ignored: `eprintln!` would
+/// panic, as when the reader of the pipe has gone (`server 2>&1 | head`).
+/// Step 8's `tracing` replaces this.
+pub fn log(line: fmt::Arguments) {
+    let sent = log_queue().map(|queue| queue.try_send(LogLine::Text(line.to_string())));
+    if !matches!(sent, Some(Ok(()))) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the log thread is sent: a line to write, or a request to say when
+/// every line before it has been written.
+enum LogLine {
+    Text(String),
+    Flushed(std_mpsc::Sender<()>),
+}
+
+/// Lines dropped since the last one written.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The queue to the log thread, which is started on first use; `None` if
+/// it could not be: no thread, no log, and the server serves on without.
+fn log_queue() -> Option<&'static SyncSender<LogLine>> {
+    static QUEUE: OnceLock<Option<SyncSender<LogLine>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (queue, lines) = std_mpsc::sync_channel(LOG_QUEUE);
+        let write_out = move || {
+            for line in lines {
+                let line = match line {
+                    LogLine::Text(line) => line,
+                    LogLine::Flushed(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                let mut stderr = io::stderr().lock();
+                let dropped = DROPPED.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    let _ = writeln!(stderr, "({dropped} lines dropped: the log was too slow)");
+                }
+                let _ = writeln!(stderr, "{line}");
+            }
+        };
+        let thread = thread::Builder::new().name("log".into()).spawn(write_out);
+        thread.ok().map(|_| queue)
+    });
+    queue.as_ref()
+}
+
+// ANCHOR: flush_log
+/// Waits until every line logged so far has been written, but no longer
+/// than `timeout`: for a process about to exit, which would otherwise end
+/// the log thread with the last lines (how the shutdown went) unwritten.
+/// A stuck stderr costs the wait, and the lines; never a hang.
+pub fn flush_log(timeout: Duration) {
+    let Some(queue) = log_queue() else { return };
+    let give_up = std::time::Instant::now() + timeout;
+    let (done, flushed) = std_mpsc::channel();
+    let mut request = LogLine::Flushed(done);
+    // The queue may be full: try again until there is room, or time is up.
+    while let Err(TrySendError::Full(again)) = queue.try_send(request) {
+        if std::time::Instant::now() >= give_up {
+            return;
+        }
+        request = again;
+        thread::sleep(Duration::from_millis(1));
+    }
+    let left = give_up.saturating_duration_since(std::time::Instant::now());
+    let _ = flushed.recv_timeout(left);
+}
+// ANCHOR_END: flush_log
+
+/// Sends panics to [`log`], one line each, instead of the standard hook's
+/// direct write to stderr, which would block a runtime thread as `log`
+/// explains; nor does it print a backtrace per panic, which a peer calling
+/// a panicking method could make the server write by the megabyte.
+pub fn log_panics() {
+    panic::set_hook(Box::new(|info| {
+        log(format_args!("{}", info.to_string().replace('\n', " ")));
+    }));
+}
+
+// ANCHOR: accept_loop
+/// Serves `methods` on `listener`, as `config` says, until `shutdown`
+/// completes; then drains (see [`crate::shutdown`]), and returns once
+/// every connection has closed, within `config.drain_timeout`. (A blocking
+/// call cannot be cancelled: one still running then runs on, on its
+/// thread, and a runtime being dropped waits for it.)
+///
+/// The caller binds the listener, so a test can bind `127.0.0.1:0` and ask
+/// it for the port the OS chose. `shutdown` is any future: the binary's is
+/// the first of [`shutdown::StopSignals`]; a test's is a channel it controls;
+/// `std::future::pending()` is a server that runs until the process ends.
+pub async fn run(
+    listener: TcpListener,
+    methods: Methods,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let limits = config.limits.clone();
+    // One table, shared read-only by every task that serves requests.
+    let methods = Arc::new(methods);
+    // One permit per connection that may be served at once. A connection
+    // task holds its permit until it ends, however it ends, and dropping
+    // the permit gives the place back.
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // What peers can make the server log is throttled: refusals here, and
+    // connections that end in an error in their own tasks.
+    let mut refusals = LogThrottle::default();
+    let failures = Arc::new(Mutex::new(LogThrottle::default()));
+    // Cancelled when the shutdown begins: each connection then drains.
+    let stop = CancellationToken::new();
+    // Cancelled at the drain timeout: each connection left is dropped.
+    let cut = CancellationToken::new();
+    // Every connection task, so that the shutdown can wait for them. Unlike
+    // a `JoinSet`, it keeps nothing of a task that has ended.
+    let connection_tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log(format_args!("accept failed: {e}"));
+                tokio::select! {
+                    () = time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            // Dropping the stream closes it: the peer sees the connection
+            // end before any answer. Step 9 says why.
+            let max = limits.max_connections;
+            match refusals.count(Instant::now()) {
+                Some(1) => log(format_args!("refused {peer}: {max} connections open")),
+                Some(n) => log(format_args!(
+                    "refused {peer} and {} more since the last such line: \
+                     {max} connections open",
+                    n - 1
+                )),
+                None => {}
+            }
+            continue;
+        };
+        let methods = Arc::clone(&methods);
+        let failures = Arc::clone(&failures);
+        let (max_in_flight, write_timeout) =
+            (limits.max_in_flight_per_connection, config.write_timeout);
+        let (idle_timeout, drain_timeout) = (config.idle_timeout, config.drain_timeout);
+        // A child token per connection: each then waits on its own, not
+        // all of them on one shared lock.
+        let (stop, cut) = (stop.child_token(), cut.child_token());
+        // One task per connection: the reason one slow or hostile peer
+        // cannot block the others. A task cannot fail to start the way a
+        // thread can; it costs memory, like everything else here.
+        connection_tasks.spawn(async move {
+            let _permit = permit;
+            let served = tokio::select! {
+                served = serve_connection(
+                    stream, methods, max_in_flight, write_timeout, idle_timeout, drain_timeout, stop,
+                ) => served,
+                // Dropping `serve_connection` cancels its calls and closes
+                // its socket.
+                () = cut.cancelled() => Ok(()),
+            };
+            if let Err(e) = served {
+                // Whatever went wrong, it went wrong for this connection
+                // only. Say so, and let the task end.
+                match lock(&failures).count(Instant::now()) {
+                    Some(1) => log(format_args!("connection {peer} closed: {e}")),
+                    Some(n) => log(format_args!(
+                        "connection {peer} closed: {e} ({} more ended in errors \
+                         since the last such line)",
+                        n - 1
+                    )),
+                    None => {}
+                }
+            }
+        });
+    }
+    // The shutdown, in order. No new connection: closing the listener makes
+    // the OS refuse them (and reset any it accepted that we had not).
+    drop(listener);
+    log(format_args!(
+        "shutting down: no new connections; draining the {} open, for up to {:?}",
+        connection_tasks.len(),
+        config.drain_timeout
+    ));
+    // Each connection sends its notice, and finishes what it has read.
+    stop.cancel();
+    connection_tasks.close();
+    let drain = time::timeout(config.drain_timeout, connection_tasks.wait());
+    if drain.await.is_err() {
+        log(format_args!(
+            "drain timeout: closing the {} connections left, and cancelling their calls",
+            connection_tasks.len()
+        ));
+        cut.cancel();
+        connection_tasks.wait().await;
+    }
+    log(format_args!("shut down"));
+    Ok(())
+}
+// ANCHOR_END: accept_loop
+
+/// How often, at most, one kind of line a peer can cause is logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps what peers do from flooding the log.
+///
+/// A peer at the connection limit may try again at once, thousands of
+/// times a second, and a peer may open connection after connection only to
+/// send garbage: a line for each (3,530 refusals in 10 s, once) would bury
+/// the rest of the log and fill the disk. So the first event is logged, and
+/// after it at most one line per [`LOG_INTERVAL`], with the count of events
+/// since the last line. Events after the last line are counted in the next
+/// one, whenever another comes; a timer to report them sooner is not worth
+/// its code here.
+#[derive(Debug, Default)]
+struct LogThrottle {
+    /// When the last line was written; `None` before the first event.
+    last_line: Option<Instant>,
+    /// Events not yet counted in a line.
+    unlogged: u64,
+}
+
+impl LogThrottle {
+    /// Counts one event at `now`, and says whether to log it: `Some(n)` for
+    /// a line about `n` events (this one and those kept quiet since the
+    /// last line), `None` for no line. The caller passes the time, so a test
+    /// can pass any time it likes.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let logged_recently =
+            (self.last_line).is_some_and(|last| now.saturating_duration_since(last) < LOG_INTERVAL);
+        if logged_recently {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(mem::take(&mut self.unlogged))
+    }
+}
+
+// ANCHOR: serve_connection
+/// Reads requests on one connection and starts each as a task, at most
+/// `max_in_flight` at once, until the peer closes the connection or
+/// breaks the framing, or `stop` is cancelled, or the peer sends nothing
+/// whole for `idle_timeout`: then the connection drains (see
+/// [`shutdown::drain`]), within `drain_timeout` when idle.
+///
+/// An `Err` from here means the byte stream is unusable (cut mid-frame, a
+/// length over the limit, a failed write) and the connection is dropped. A
+/// *request* that is wrong but well framed is answered with an error
+/// response instead, and the loop goes on.
+async fn serve_connection(
+    stream: TcpStream,
+    methods: Arc<Methods>,
+    max_in_flight: usize,
+    write_timeout: Duration,
+    idle_timeout: Duration,
+    drain_timeout: Duration,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    // Responses are small and the client waits for each one: send them at
+    // once rather than letting Nagle's algorithm hold them back.
+    stream.set_nodelay(true)?;
+    // Two halves of one socket, each owned by one task: this loop reads,
+    // and the writer task writes. Nothing is shared, so nothing is locked.
+    let (reader, writer) = stream.into_split();
+    let mut frames = FramedRead::new(reader, FrameCodec);
+    // The queue of answers to the writer task. Bounded: when the peer reads
+    // slower than we answer, request tasks wait to queue theirs, and with
+    // them the reading of more requests (see below).
+    let (answers, queue) = mpsc::channel(ANSWER_QUEUE);
+    // Aborted if this function returns early: a connection the server has
+    // given up on must close, not wait on a peer that may never read.
+    let mut writer =
+        AbortOnDropHandle::new(tokio::spawn(write_frames(writer, queue, write_timeout)));
+    // The connection's running requests. A `JoinSet` aborts every task still
+    // in it when it is dropped: however this function returns, no request
+    // of this connection runs on after it, and a peer that sends requests
+    // and hangs up leaves no work behind.
+    let mut requests = JoinSet::new();
+    // Made once, not on each turn of the loop, which is the hot path.
+    let stopping = stop.cancelled();
+    tokio::pin!(stopping);
+    // ANCHOR: idle
+    // Fires when the peer has sent no whole frame for `idle_timeout`. Each
+    // frame moves it on (see below): cheap, for a `Sleep` moved to a later
+    // time only notes the new time, and is looked at again when the old
+    // one comes.
+    let idle = time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    // ANCHOR_END: idle
+
+    loop {
+        tokio::select! {
+            // At the bound, no more is read until a request finishes. A
+            // peer that never reads fills the bound with tasks stuck
+            // queueing answers, and then this connection stops reading:
+            // TCP's flow control makes the peer's writes stall, and nothing
+            // piles up here. Step 9 refuses the excess instead.
+            frame = frames.next(), if requests.len() < max_in_flight => {
+                let body = match frame {
+                    Some(body) => body?,
+                    None => break,
+                };
+                // The peer's `last_seen` is now, whatever the frame holds.
+                idle.as_mut().reset(Instant::now() + idle_timeout);
+                let (methods, answers) = (Arc::clone(&methods), answers.clone());
+                let mut call = Box::pin(async move {
+                    let parsed = parse_message(&body);
+                    // The frame's bytes are not kept while the call runs.
+                    drop(body);
+                    let answer = match parsed {
+                        Ok(Message::Request(request)) => encode(&call_before(&methods, request).await),
+                        // Answered as soon as read, behind the answers
+                        // already queued: a pong says the server reads.
+                        Ok(Message::Ping(ping)) => ping.answer(),
+                        // The frame was fine, its contents were not. The
+                        // next frame starts right after this one, so the
+                        // connection stays usable.
+                        Err((id, error)) => encode(&Response::failure(id, error)),
+                    };
+                    // Fails only if the writer has gone, and with it the
+                    // connection: nobody to answer.
+                    let _ = answers.send(answer).await;
+                });
+                // Most calls (`add`, `divide`) finish without ever waiting:
+                // run them right here. Only a call that has to wait (for
+                // its method, or for room in the queue of answers) becomes
+                // a task, from where it stopped; the loop never waits, so
+                // that it always hears `stop`.
+                if poll_once(call.as_mut()).is_pending() {
+                    requests.spawn(call);
+                }
+            }
+            // Finished requests are taken out of the set as they finish, or
+            // it would keep every one's result until the connection ends.
+            Some(_) = requests.join_next() => {}
+            // The writer stops only when a write fails: the connection is
+            // broken, and nothing more can be answered on it.
+            written = &mut writer => {
+                return written.unwrap_or_else(|e| Err(io::Error::other(e)));
+            }
+            // The server is shutting down: run no more, finish the rest.
+            () = &mut stopping => return shutdown::drain(requests, answers, writer, frames).await,
+            // ANCHOR: idle_close
+            // Nothing whole from the peer for the idle timeout: it has
+            // gone, or has nothing to say. Close as a shutdown would, for
+            // this connection alone: a call the peer sent just now is
+            // refused, not lost. Within the drain timeout, as a shutdown.
+            () = &mut idle => {
+                let drain = shutdown::drain(requests, answers, writer, frames);
+                return time::timeout(drain_timeout, drain).await.unwrap_or_else(|_| {
+                    let message = "the idle connection did not close within the drain timeout";
+                    Err(io::Error::new(io::ErrorKind::TimedOut, message))
+                });
+            }
+            // ANCHOR_END: idle_close
+        }
+    }
+    // The peer hung up between frames: it is done with this connection.
+    // Calls still running are cancelled (dropping the `JoinSet` aborts
+    // them), answers already queued are still written, and then the writer
+    // shuts the socket. A client that wants an answer keeps the connection
+    // open until it has it.
+    drop(requests);
+    drop(answers);
+    writer.await.unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+// ANCHOR_END: serve_connection
+
+/// Runs `future` until it first has to wait, or to the end.
+///
+/// A spawned task costs an allocation, a trip through the scheduler and
+/// often the waking of another thread: more than `add` itself. Measured in
+/// the chapter: running calls here first, and spawning only those still
+/// pending, was worth 28% more calls per second at 64 in flight.
+///
+/// The waker is one that does nothing, and that is enough: a future that
+/// returns `Pending` is polled again later, as a task, and a future must
+/// register the waker of its *latest* poll. Until then no one needs waking.
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Runs the request's method, if its caller still waits for the answer,
+/// and stops it at the caller's deadline.
+///
+/// The deadline is taken from the time the caller had left when it sent
+/// the request (see `Meta::timeout_ms` for why a duration). A request
+/// already past it is not started: nobody would read the result. One that
+/// runs into it is *dropped* there: an async method stops at its next
+/// `.await` and never resumes. The caller gets a timeout error instead,
+/// so every request whose connection lasts gets exactly one answer.
+async fn call_before(methods: &Methods, request: Request) -> Response {
+    let id = request.id;
+    let timeout = |when: &str| {
+        let message = format!("the caller's deadline passed {when} the method ran");
+        Response::failure(Some(id), RpcError::new(ErrorCode::Timeout, message))
+    };
+    // Too far off to count is no deadline at all.
+    let deadline = (request.meta.timeout_ms)
+        .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let Some(deadline) = deadline else {
+        return methods.call(request).await;
+    };
+    if Instant::now() >= deadline {
+        return timeout("before");
+    }
+    time::timeout_at(deadline, methods.call(request))
+        .await
+        .unwrap_or_else(|_elapsed| timeout("while"))
+}
+
+/// Serialises a response, replacing one too large to send with an error
+/// that says so: better than closing the connection on an honest caller.
+/// `INTERNAL`, for the server could not deliver what the method returned.
+fn encode(response: &Response) -> Vec<u8> {
+    // Serialising a `Response` cannot fail: it holds only numbers, strings
+    // and `serde_json::Value`s, and all of them always have a JSON form.
+    let body = serde_json::to_vec(response).expect("a Response is always valid JSON");
+    if body.len() > MAX_FRAME_LEN as usize {
+        let message = format!("response of {} bytes exceeds the frame limit", body.len());
+        let error = RpcError {
+            // The sizes, for a program that wants to ask for less.
+            details: json!({ "bytes": body.len(), "max_bytes": MAX_FRAME_LEN }),
+            ..RpcError::new(ErrorCode::Internal, message)
+        };
+        return serde_json::to_vec(&Response::failure(response.id, error)).expect("valid JSON");
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request in `body`, which must hold one.
+    fn request(body: &[u8]) -> Request {
+        match parse_message(body) {
+            Ok(Message::Request(request)) => request,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_are_logged_first_then_counted_once_per_interval() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut refusals = LogThrottle::default();
+        assert_eq!(refusals.count(at(0)), Some(1), "the first is logged");
+        for _ in 0..3_529 {
+            assert_eq!(refusals.count(at(5)), None);
+        }
+        // The interval is over: one line counts the quiet ones and this one.
+        assert_eq!(refusals.count(at(10)), Some(3_530));
+        assert_eq!(refusals.count(at(19)), None);
+        assert_eq!(refusals.count(at(25)), Some(2));
+        // After a quiet spell, the next refusal is logged at once.
+        assert_eq!(refusals.count(at(3_600)), Some(1));
+    }
+
+    /// A `sleep` of 10 s whose caller allows 100 ms, on tokio's paused
+    /// clock: the answer is `TIMEOUT`, exactly at the deadline, and the
+    /// clock never reaches the end of the sleep.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_is_stopped_exactly_at_its_deadline() {
+        let methods = crate::service::methods();
+        let body = br#"{"id":7,"method":"sleep","params":{"ms":10000},"meta":{"timeout_ms":100}}"#;
+        let start = Instant::now();
+        let response = call_before(&methods, request(body)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        let error = response.error.expect("a TIMEOUT");
+        assert_eq!((response.id, error.code), (Some(7), ErrorCode::Timeout));
+        assert!(error.message.contains("while"), "{}", error.message);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_already_past_its_deadline_is_not_run() {
+        let methods = crate::service::methods();
+        let body = br#"{"id":8,"method":"explode","meta":{"timeout_ms":0}}"#;
+        let response = call_before(&methods, request(body)).await;
+        let error = response.error.expect("a TIMEOUT, not the panic's INTERNAL");
+        assert_eq!(error.code, ErrorCode::Timeout);
+        assert!(error.message.contains("before"), "{}", error.message);
+    }
+}
