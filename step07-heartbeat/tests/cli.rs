@@ -4,8 +4,9 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::rpc::client::{CallError, Client, ClientConfig};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
 use common::rpc::protocol::ErrorCode;
 use common::rpc::service::{self, ServiceCalls};
 use serde_json::json;
@@ -159,4 +160,49 @@ fn sigterm_drains_the_server_then_it_exits_cleanly() {
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
     assert!(stderr.ends_with("shut down\n"), "{stderr}");
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`, as `kill` does.
+fn signal(signal: &str, pid: u32) {
+    let kill = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    assert!(kill.unwrap().success());
+}
+
+/// A frozen server (SIGSTOP: the process runs no more, but its kernel
+/// still takes connections and bytes) answers nothing and never closes:
+/// only the heartbeat can tell. The client gives the connection up within
+/// its ping interval and timeout, well before the call's deadline, and
+/// once the server is thawed, the next call connects anew and succeeds.
+#[tokio::test]
+async fn a_frozen_server_is_detected_by_the_heartbeat_and_the_next_call_reconnects() {
+    let (server, addr) = testkit::start_server(&common::bin("server"), &[]);
+    let ping = Duration::from_millis(200);
+    let config = ClientConfig {
+        ping_interval: ping,
+        ping_timeout: ping,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(addr, config).await.unwrap();
+    assert_eq!(client.add(1.0, 2.0).await.unwrap(), 3.0);
+
+    signal("-STOP", server.id());
+    let options = CallOptions {
+        timeout: Some(STUCK * 3),
+        ..CallOptions::default()
+    };
+    let start = Instant::now();
+    let frozen = client
+        .call_with("add", json!({"a": 1, "b": 2}), &options)
+        .await;
+    let took = start.elapsed();
+    signal("-CONT", server.id());
+    match frozen {
+        Err(CallError::Io(e)) => assert!(e.to_string().contains("ping"), "{e}"),
+        other => panic!("expected the heartbeat to give up, got {other:?}"),
+    }
+    // 400 ms is the heartbeat's; the rest allows for a busy machine.
+    assert!(took >= 2 * ping && took < STUCK, "gave up after {took:?}");
+    assert_eq!(client.add(2.0, 2.0).await.unwrap(), 4.0);
 }
