@@ -52,15 +52,21 @@ impl Server {
         Ok(server)
     }
 
-    /// Sends the server SIGTERM (with `kill`, as a learner would), waits up
-    /// to `timeout` for it to exit, and returns how it exited and what it
-    /// logged.
-    pub fn terminate(&mut self, timeout: Duration) -> Result<(ExitStatus, String)> {
+    /// Sends the server `signal` (`-STOP`, `-CONT`, `-TERM`) with `kill`,
+    /// as a learner would.
+    pub fn signal(&self, signal: &str) -> Result<()> {
         let pid = self.child.id().to_string();
-        let kill = Command::new("kill").args(["-TERM", &pid]).status()?;
+        let kill = Command::new("kill").args([signal, &pid]).status()?;
         if !kill.success() {
-            bail!("kill -TERM {pid} failed: {kill}");
+            bail!("kill {signal} {pid} failed: {kill}");
         }
+        Ok(())
+    }
+
+    /// Sends the server SIGTERM, waits up to `timeout` for it to exit, and
+    /// returns how it exited and what it logged.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        self.signal("-TERM")?;
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait()? {

@@ -83,6 +83,15 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
                 transcript.push_str(&client.stderr);
                 bail!("the client failed:\n{transcript}");
             }
+            if step.number >= PINGS_FROM {
+                transcript.push_str(&freeze(
+                    &step.short(),
+                    client_bin,
+                    addr,
+                    client_args,
+                    server,
+                )?);
+            }
             if step.number >= DRAINS_FROM {
                 let short = step.short();
                 transcript.push_str(&drain(&short, client_bin, addr, client_args, server)?);
@@ -94,6 +103,51 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
 
 /// The first step whose server stops gracefully on SIGTERM.
 const DRAINS_FROM: u32 = 6;
+
+/// The first step whose client pings a silent server.
+const PINGS_FROM: u32 = 7;
+
+/// Freezes the server (SIGSTOP) and makes a call with a short heartbeat,
+/// which gives the server up; then thaws it, and returns the transcript.
+fn freeze(
+    short: &str,
+    client_bin: &Path,
+    addr: &str,
+    client_args: &[String],
+    server: &Server,
+) -> Result<String> {
+    let call = ["call", "add", r#"{"a":1,"b":2}"#];
+    let heartbeat = ["--ping-interval", "0.5", "--ping-timeout", "0.5"];
+    let mut client = Command::new(client_bin);
+    client
+        .args(["--addr", addr])
+        .args(client_args)
+        .args(call)
+        .args(heartbeat);
+    // The error's first line is the story; a backtrace would be noise.
+    client.env("RUST_BACKTRACE", "0");
+    server.signal("-STOP")?;
+    let frozen = process::finish_within(&mut client, process::TIMEOUT);
+    server.signal("-CONT")?;
+    let frozen = frozen?;
+    let error = frozen.stderr.lines().next().unwrap_or_default();
+    let transcript = format!(
+        "$ kill -STOP $SERVER_PID\n\
+         $ {short}-client --addr {addr}{client} call add '{params}' {heartbeat}\n{error}\n\
+         $ kill -CONT $SERVER_PID\n",
+        client = shown(client_args),
+        params = call[2],
+        heartbeat = heartbeat.join(" "),
+    );
+    if frozen.success || !error.contains("ping") {
+        bail!(
+            "the client did not give the frozen server up:
+{transcript}{}",
+            frozen.stderr
+        );
+    }
+    Ok(transcript)
+}
 
 /// Stops the server with SIGTERM while a slow call runs, and returns the
 /// transcript: what the server logged as it drained, and the call's answer.
