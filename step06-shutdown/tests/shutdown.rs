@@ -360,6 +360,44 @@ async fn a_silent_peer_does_not_hold_the_shutdown() {
     drop(stream);
 }
 
+/// A peer that hangs up during the drain wants no answers: its calls are
+/// cancelled at once, as they would be were the server not stopping, and
+/// do not hold the shutdown until the drain timeout.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_hangs_up_during_the_drain_takes_its_calls_with_it() {
+    let drain_timeout = Duration::from_secs(15);
+    let (methods, hold) = methods_with_hold();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig {
+        drain_timeout,
+        ..ServerConfig::default()
+    };
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let server = tokio::spawn(server::run(listener, methods, config, shutdown));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&frame(br#"{"id":1,"method":"hold"}"#))
+        .await
+        .unwrap();
+    while hold.started.try_recv().is_err() {
+        tokio::task::yield_now().await;
+    }
+
+    let stopped_at = tokio::time::Instant::now();
+    drop(stop);
+    let mut notice = [0; 4];
+    stream.read_exact(&mut notice).await.unwrap();
+    drop(stream);
+    server.await.unwrap().expect("run returns Ok");
+    let took = stopped_at.elapsed();
+    assert!(took < drain_timeout, "the shutdown took {took:?}");
+    hold.dropped.try_recv().expect("hold was cancelled");
+}
+
 /// A request a server going away refused did not run: the client sends it
 /// again on a new connection, though it is not idempotent. A plain
 /// `SERVER_BUSY`, which may come after part of the work, is not sent again.

@@ -95,7 +95,9 @@ pub(crate) async fn drain(
     // Every call taken on runs to its end and queues its answer. Meanwhile
     // a request that arrives (sent before the peer read the notice) is
     // refused, not run, for a while after the notice, and for as long as
-    // calls run. Reading stops at the end of the stream, or a broken frame.
+    // calls run. At the end of the stream, or a broken frame, the calls are
+    // cancelled, as they would be were the server not stopping: the peer
+    // has gone, and nobody would read their answers.
     let grace = time::sleep(NOTICE_GRACE);
     tokio::pin!(grace);
     let mut reading = true;
@@ -106,7 +108,10 @@ pub(crate) async fn drain(
                 Some(Ok(body)) => {
                     let _ = answers.send(refusal(&body)).await;
                 }
-                _ => reading = false,
+                _ => {
+                    requests.abort_all();
+                    reading = false;
+                }
             },
             () = &mut grace, if !grace.is_elapsed() => {}
         }
