@@ -735,18 +735,19 @@ async fn read_responses(
         // nothing is lost by waiting again.
         let frame = tokio::select! {
             frame = frames.next() => frame,
-            () = heartbeat.fired() => match heartbeat.beat(pending.len() > 0) {
-                Beat::Quiet => continue,
+            beat = heartbeat.next(|| pending.len() > 0) => match beat {
                 Beat::Ping => {
-                    let ping = Ping { ping: pending.pings_sent.fetch_add(1, Ordering::Relaxed) + 1 };
+                    let ping = Ping { ping: pending.pings_sent.load(Ordering::Relaxed) + 1 };
                     let ping = serde_json::to_vec(&ping).expect("a Ping is valid JSON");
-                    // A full queue has the writer waiting on the server,
-                    // which then has the ping timeout to read and answer.
-                    let _ = pings.try_send(ping);
+                    // A full queue has the writer waiting on a server that
+                    // reads nothing: no ping goes, and the timeout runs.
+                    if pings.try_send(ping).is_ok() {
+                        pending.pings_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                     continue;
                 }
                 Beat::Gone => {
-                    let message = "the server stopped answering: no pong within the ping timeout";
+                    let message = "the server stopped answering: nothing came in the ping timeout";
                     break CallError::Io(io::Error::new(io::ErrorKind::TimedOut, message));
                 }
             },

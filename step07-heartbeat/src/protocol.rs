@@ -212,7 +212,6 @@ impl Response {
     }
 }
 
-// ANCHOR: going_away
 impl Response {
     /// The notice a server sends on a connection it is about to close: on
     /// each connection as it begins to shut down, or on one left idle for
@@ -261,7 +260,6 @@ impl RpcError {
         self.code == ErrorCode::ServerBusy && self.details["going_away"] == true
     }
 }
-// ANCHOR_END: going_away
 
 // ANCHOR: ping
 /// What a client sends in a frame: a request, or a ping.
@@ -279,10 +277,12 @@ pub enum Message {
 /// A client sends one when calls wait on a connection and nothing has come
 /// from the server for a while (`ClientConfig::ping_interval`): a server
 /// that answers neither calls nor pings has gone. The number is the
-/// client's count of its pings, echoed to pair each pong with its ping. A
-/// ping runs nothing, so it needs no token and takes no request id. A
-/// server older than this step answers it as a request with no `id`
-/// (`BAD_REQUEST`, `"id": null`), which shows it alive just as well.
+/// client's count of its pings, echoed, so that a pong can be told from
+/// another (this client takes any pong, indeed any frame, as news that the
+/// server is there). A ping runs nothing, so it needs no token and takes no
+/// request id. A server older than this step answers it as a request with
+/// no `id` (`BAD_REQUEST`, `"id": null`), which shows it alive just as
+/// well, and which the client counts as an unknown response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
     /// The client's number for this ping.
@@ -343,8 +343,9 @@ pub fn parse_message(body: &[u8]) -> Result<Message, (Option<u64>, RpcError)> {
     let Value::Object(mut fields) = value else {
         return Err((None, whole("a request must be a JSON object".into())));
     };
-    // An object with a `ping` field is a ping, whatever else it holds.
-    if let Some(ping) = fields.get("ping") {
+    // An object with a `ping` field and no `method` is a ping. (A request
+    // may carry fields this server does not know: `ping` could be one.)
+    if let (Some(ping), None) = (fields.get("ping"), fields.get("method")) {
         let ping = decode(ping, "ping").map_err(|error| (None, error))?;
         return Ok(Message::Ping(Ping { ping }));
     }

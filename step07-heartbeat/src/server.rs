@@ -91,11 +91,11 @@ pub struct ServerConfig {
     /// default deadline, and half of the 30 s that Kubernetes (for one)
     /// allows between SIGTERM and SIGKILL.
     pub drain_timeout: Duration,
-    /// How long a connection may go without a whole frame from its peer
-    /// (a request or a ping) before the server closes it, as it would at a
-    /// shutdown (notice first), and within the drain timeout. Default: 60 s,
-    /// far more than the client's ping interval, so that a live client
-    /// with calls waiting is never taken for a dead one.
+    /// How long a connection may be idle (no call of its running, no
+    /// request from its peer) before the server closes it, as it would at a
+    /// shutdown: notice first, within the drain timeout. Pings do not count:
+    /// they ask whether the server is there, and give it nothing to do.
+    /// Default: 60 s.
     pub idle_timeout: Duration,
 }
 
@@ -182,7 +182,6 @@ fn log_queue() -> Option<&'static SyncSender<LogLine>> {
     queue.as_ref()
 }
 
-// ANCHOR: flush_log
 /// Waits until every line logged so far has been written, but no longer
 /// than `timeout`: for a process about to exit, which would otherwise end
 /// the log thread with the last lines (how the shutdown went) unwritten.
@@ -203,7 +202,6 @@ pub fn flush_log(timeout: Duration) {
     let left = give_up.saturating_duration_since(std::time::Instant::now());
     let _ = flushed.recv_timeout(left);
 }
-// ANCHOR_END: flush_log
 
 /// Sends panics to [`log`], one line each, instead of the standard hook's
 /// direct write to stderr, which would block a runtime thread as `log`
@@ -215,7 +213,6 @@ pub fn log_panics() {
     }));
 }
 
-// ANCHOR: accept_loop
 /// Serves `methods` on `listener`, as `config` says, until `shutdown`
 /// completes; then drains (see [`crate::shutdown`]), and returns once
 /// every connection has closed, within `config.drain_timeout`. (A blocking
@@ -340,7 +337,6 @@ pub async fn run(
     log(format_args!("shut down"));
     Ok(())
 }
-// ANCHOR_END: accept_loop
 
 /// How often, at most, one kind of line a peer can cause is logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -380,11 +376,10 @@ impl LogThrottle {
     }
 }
 
-// ANCHOR: serve_connection
 /// Reads requests on one connection and starts each as a task, at most
 /// `max_in_flight` at once, until the peer closes the connection or
-/// breaks the framing, or `stop` is cancelled, or the peer sends nothing
-/// whole for `idle_timeout`: then the connection drains (see
+/// breaks the framing, or `stop` is cancelled, or the connection has been
+/// idle for `idle_timeout`: then the connection drains (see
 /// [`shutdown::drain`]), within `drain_timeout` when idle.
 ///
 /// An `Err` from here means the byte stream is unusable (cut mid-frame, a
@@ -424,10 +419,12 @@ async fn serve_connection(
     let stopping = stop.cancelled();
     tokio::pin!(stopping);
     // ANCHOR: idle
-    // Fires when the peer has sent no whole frame for `idle_timeout`. Each
-    // frame moves it on (see below): cheap, for a `Sleep` moved to a later
-    // time only notes the new time, and is looked at again when the old
-    // one comes.
+    // Idle: no call of this connection runs, and none has since
+    // `idle_since`, when the peer last sent a request or the last call
+    // ended. The timer is not moved at each request, the hot path: when it
+    // fires, it looks at `idle_since`, and is set again for later if the
+    // connection has not been idle long enough.
+    let mut idle_since = Instant::now();
     let idle = time::sleep(idle_timeout);
     tokio::pin!(idle);
     // ANCHOR_END: idle
@@ -444,14 +441,17 @@ async fn serve_connection(
                     Some(body) => body?,
                     None => break,
                 };
-                // The peer's `last_seen` is now, whatever the frame holds.
-                idle.as_mut().reset(Instant::now() + idle_timeout);
+                let message = parse_message(&body);
+                // The frame's bytes are not kept while the call runs.
+                drop(body);
+                // A request (or an error to answer) is work: not idle. A
+                // ping is not: it only asks whether the server is there.
+                if !matches!(message, Ok(Message::Ping(_))) {
+                    idle_since = Instant::now();
+                }
                 let (methods, answers) = (Arc::clone(&methods), answers.clone());
                 let mut call = Box::pin(async move {
-                    let parsed = parse_message(&body);
-                    // The frame's bytes are not kept while the call runs.
-                    drop(body);
-                    let answer = match parsed {
+                    let answer = match message {
                         Ok(Message::Request(request)) => encode(&call_before(&methods, request).await),
                         // Answered as soon as read, behind the answers
                         // already queued: a pong says the server reads.
@@ -476,7 +476,11 @@ async fn serve_connection(
             }
             // Finished requests are taken out of the set as they finish, or
             // it would keep every one's result until the connection ends.
-            Some(_) = requests.join_next() => {}
+            Some(_) = requests.join_next() => {
+                if requests.is_empty() {
+                    idle_since = Instant::now();
+                }
+            }
             // The writer stops only when a write fails: the connection is
             // broken, and nothing more can be answered on it.
             written = &mut writer => {
@@ -485,11 +489,20 @@ async fn serve_connection(
             // The server is shutting down: run no more, finish the rest.
             () = &mut stopping => return shutdown::drain(requests, answers, writer, frames).await,
             // ANCHOR: idle_close
-            // Nothing whole from the peer for the idle timeout: it has
-            // gone, or has nothing to say. Close as a shutdown would, for
-            // this connection alone: a call the peer sent just now is
-            // refused, not lost. Within the drain timeout, as a shutdown.
             () = &mut idle => {
+                // A call still running: not idle. Or not idle for long
+                // enough yet. Either way, look again when it could be.
+                if !requests.is_empty() {
+                    idle_since = Instant::now();
+                }
+                if idle_since + idle_timeout > Instant::now() {
+                    idle.as_mut().reset(idle_since + idle_timeout);
+                    continue;
+                }
+                // Idle for the idle timeout: the peer has gone, or has
+                // nothing to ask. Close as a shutdown would, for this
+                // connection alone: a call the peer sent just now is
+                // refused, not lost. Within the drain timeout, as a shutdown.
                 let drain = shutdown::drain(requests, answers, writer, frames);
                 return time::timeout(drain_timeout, drain).await.unwrap_or_else(|_| {
                     let message = "the idle connection did not close within the drain timeout";
@@ -508,7 +521,6 @@ async fn serve_connection(
     drop(answers);
     writer.await.unwrap_or_else(|e| Err(io::Error::other(e)))
 }
-// ANCHOR_END: serve_connection
 
 /// Runs `future` until it first has to wait, or to the end.
 ///

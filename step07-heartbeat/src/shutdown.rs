@@ -43,7 +43,6 @@ const NOTICE_GRACE: Duration = Duration::from_secs(1);
 /// peer that keeps its end open, and silent, has read what it will read.
 const LINGER_QUIET: Duration = Duration::from_secs(2);
 
-// ANCHOR: signal
 /// The signals that ask the process to stop: SIGINT (Ctrl-C in a
 /// terminal) and SIGTERM (what `kill`, systemd and Kubernetes send first).
 pub struct StopSignals {
@@ -70,9 +69,7 @@ impl StopSignals {
         }
     }
 }
-// ANCHOR_END: signal
 
-// ANCHOR: drain
 /// Shuts one connection down gracefully, once the server is stopping: what
 /// `serve_connection` does instead of reading the next request.
 ///
@@ -135,9 +132,7 @@ fn refusal(body: &[u8]) -> Vec<u8> {
     };
     serde_json::to_vec(&response).expect("a Response is valid JSON")
 }
-// ANCHOR_END: drain
 
-// ANCHOR: linger
 /// Reads and drops whatever the peer still sends, until it closes its end,
 /// or is quiet for [`LINGER_QUIET`].
 ///
@@ -157,4 +152,3 @@ async fn linger(mut reader: OwnedReadHalf) -> io::Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: linger

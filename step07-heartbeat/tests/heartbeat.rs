@@ -2,12 +2,14 @@
 //! task waits, so a minute of idling takes no time, and every duration is
 //! exact. The servers and peers here are tasks on the test's own runtime,
 //! over real TCP on 127.0.0.1: a reply from another thread could come
-//! after the clock has already jumped past it.
+//! after the clock has already jumped past it. Where an answer must come
+//! at once, `promptly` waits for it without letting the clock move at all.
 //!
-//! The server closes a connection that sends nothing whole for its idle
-//! timeout, and a ping keeps it open. The client pings a silent server
-//! while calls wait, gives it up when no pong comes, and pings neither a
-//! quiet connection nor a busy one.
+//! The server closes a connection that has been idle (no request, no call
+//! running) for its idle timeout, pings or not; a call that runs longer is
+//! not cut. The client pings a silent server while calls wait, gives it up
+//! when nothing comes back, and pings neither a quiet connection nor a busy
+//! one.
 
 mod common;
 
@@ -51,6 +53,22 @@ async fn next_frame(stream: &mut TcpStream) -> Option<Value> {
     next.expect("neither a frame nor the end within an hour")
 }
 
+/// Runs `future` to its end while no time passes: it yields to the other
+/// tasks (and to the I/O they wait for) instead of letting the runtime
+/// sleep, which on the paused clock would jump to the next timer. Panics if
+/// it does not end within many turns: what should come at once did not.
+async fn promptly<F: Future>(future: F) -> F::Output {
+    tokio::pin!(future);
+    for _ in 0..100_000 {
+        let turn = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
+        if let std::task::Poll::Ready(output) = turn.await {
+            return output;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("it did not come at once");
+}
+
 async fn read_frame(stream: &mut TcpStream) -> Option<Value> {
     let mut length = [0; 4];
     match stream.read_exact(&mut length).await {
@@ -66,12 +84,16 @@ async fn read_frame(stream: &mut TcpStream) -> Option<Value> {
 async fn a_silent_peer_is_sent_the_notice_at_the_idle_timeout_then_closed() {
     let drain_timeout = ServerConfig::default().drain_timeout;
     let addr = start_server(ServerConfig::default()).await;
-    // One peer sends nothing at all; the other half a frame, and no more.
-    let half_frame = &frame(br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#)[..20];
-    for sent in [&[][..], half_frame] {
+    // One peer sends nothing at all; the other a frame, a byte every 10 s,
+    // never whole: bytes are not requests, only whole frames are.
+    let request = frame(br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#);
+    for trickle in [&[][..], &request[..20]] {
         let mut peer = TcpStream::connect(addr).await.unwrap();
-        peer.write_all(sent).await.unwrap();
         let start = Instant::now();
+        for byte in trickle.iter().take(5) {
+            peer.write_all(&[*byte]).await.unwrap();
+            time::sleep(Duration::from_secs(10)).await;
+        }
         let notice = next_frame(&mut peer).await.expect("the going-away notice");
         assert_eq!(start.elapsed(), IDLE, "the notice came early or late");
         assert_eq!(notice["error"]["details"]["going_away"], true, "{notice}");
@@ -84,7 +106,7 @@ async fn a_silent_peer_is_sent_the_notice_at_the_idle_timeout_then_closed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn pings_keep_a_connection_open_and_are_answered_without_a_token() {
+async fn pings_are_answered_without_a_token_but_keep_no_idle_connection_open() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut methods = service::methods();
@@ -98,40 +120,68 @@ async fn pings_keep_a_connection_open_and_are_answered_without_a_token() {
     ));
 
     let mut peer = TcpStream::connect(addr).await.unwrap();
-    // Ten idle timeouts, with a ping every half of one: never idle.
-    for n in 1..=20 {
-        time::sleep(IDLE / 2).await;
-        let ping = json!({ "ping": n }).to_string();
-        peer.write_all(&frame(ping.as_bytes())).await.unwrap();
-        let pong = next_frame(&mut peer).await.expect("an answer");
-        assert_eq!(pong, json!({ "pong": n }));
-    }
+    let start = Instant::now();
     // A ping that is not a number is a bad request, answered under no id.
     peer.write_all(&frame(br#"{"ping":"hello"}"#))
         .await
         .unwrap();
-    let answer = next_frame(&mut peer).await.expect("an answer");
+    let answer = promptly(next_frame(&mut peer)).await.expect("an answer");
     assert_eq!(answer["id"], Value::Null, "{answer}");
     assert_eq!(answer["error"]["details"]["field"], "ping", "{answer}");
+    // A ping every third of the idle timeout, each answered at once, with
+    // its number; but pings are no work, and the notice comes on time.
+    for n in 1..=2 {
+        let ping = json!({ "ping": n }).to_string();
+        peer.write_all(&frame(ping.as_bytes())).await.unwrap();
+        let pong = promptly(next_frame(&mut peer)).await.expect("an answer");
+        assert_eq!(pong, json!({ "pong": n }));
+        time::sleep(IDLE / 3).await;
+    }
+    let notice = next_frame(&mut peer).await.expect("the going-away notice");
+    assert_eq!(start.elapsed(), IDLE, "the notice came early or late");
+    assert_eq!(notice["error"]["details"]["going_away"], true, "{notice}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_outlasts_the_idle_timeout_is_not_cut_by_it() {
+    let idle_timeout = Duration::from_secs(3);
+    let config = ServerConfig {
+        idle_timeout,
+        ..ServerConfig::default()
+    };
+    let addr = start_server(config).await;
+    // A client that never pings (as every client before this step), and
+    // waits 8 s for its call: the connection is busy, not idle.
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    let call = br#"{"id":1,"method":"sleep","params":{"ms":8000}}"#;
+    peer.write_all(&frame(call)).await.unwrap();
+    let slept = next_frame(&mut peer).await.expect("the call's answer");
+    assert_eq!(slept["result"], 8000, "{slept}");
+    assert_eq!(start.elapsed(), Duration::from_secs(8));
+    // Idle from the moment the call ended.
+    let notice = next_frame(&mut peer).await.expect("the going-away notice");
+    assert_eq!(notice["error"]["details"]["going_away"], true, "{notice}");
+    assert_eq!(start.elapsed(), Duration::from_secs(8) + idle_timeout);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_client_left_idle_is_closed_by_the_server_and_its_next_call_connects_anew() {
     let addr = start_server(ServerConfig::default()).await;
     let client = Client::connect(addr).await.unwrap();
+    // A call about half an idle timeout in: the connection is idle from
+    // then. (Not at a multiple of the 5 s ping interval: a call made just
+    // as the heartbeat looks, after a long silence, gets a ping.)
+    time::sleep(Duration::from_secs(32)).await;
     assert_eq!(client.add(1.0, 2.0).await.unwrap(), 3.0);
-    // Past the idle timeout, the notice and the close: no call waited, so
-    // the client sent no ping to keep the connection.
-    time::sleep(IDLE + Duration::from_secs(10)).await;
+    time::sleep(IDLE - Duration::from_secs(1)).await;
+    assert!(!client.is_going_away(), "closed before its idle timeout");
+    // Past the idle timeout, the notice and the close.
+    time::sleep(Duration::from_secs(10)).await;
     assert!(client.is_going_away());
     assert_eq!(client.pings_sent(), 0);
-    let before = Instant::now();
-    assert_eq!(client.add(2.0, 2.0).await.unwrap(), 4.0);
-    assert_eq!(
-        before.elapsed(),
-        Duration::ZERO,
-        "a reconnect costs no timer"
-    );
+    // At once: a reconnect costs no timer.
+    assert_eq!(promptly(client.add(2.0, 2.0)).await.unwrap(), 4.0);
     assert!(!client.is_going_away(), "the call went to a new connection");
 }
 
@@ -206,7 +256,12 @@ async fn a_server_that_stops_answering_is_given_up_within_interval_plus_timeout(
     };
     let next = client.call_with("add", json!({"a": 1, "b": 2}), &options);
     assert!(matches!(next.await, Err(CallError::Timeout)));
-    assert_eq!(hole.connections.load(Ordering::SeqCst), 2);
+    let reconnected = async {
+        while hole.connections.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    };
+    promptly(reconnected).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,7 +313,10 @@ async fn pings_do_not_disturb_calls_under_load() {
         callers.spawn(async move {
             for call in 0..25u64 {
                 let ms = (caller * 7 + call * 13) % 40 + 1;
+                // Exactly as long as it sleeps: no ping holds it up.
+                let start = Instant::now();
                 assert_eq!(client.sleep(ms).await.unwrap(), ms);
+                assert_eq!(start.elapsed(), Duration::from_millis(ms));
                 let (a, b) = (caller as f64, call as f64);
                 assert_eq!(client.add(a, b).await.unwrap(), a + b);
             }
@@ -317,7 +375,10 @@ async fn a_draining_server_still_answers_pings_while_it_finishes_calls() {
     // Its client, with a call still running, asks if the server is there:
     // it is, and says so, rather than refuse the ping as a request.
     peer.write_all(&frame(br#"{"ping":1}"#)).await.unwrap();
-    assert_eq!(next_frame(&mut peer).await, Some(json!({"pong": 1})));
+    assert_eq!(
+        promptly(next_frame(&mut peer)).await,
+        Some(json!({"pong": 1}))
+    );
     let slept = next_frame(&mut peer).await.expect("the call's answer");
     assert_eq!(slept["result"], 5000, "{slept}");
     assert_eq!(next_frame(&mut peer).await, None);

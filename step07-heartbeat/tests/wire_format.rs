@@ -113,3 +113,23 @@ fn a_bad_request_is_answered_under_its_id_if_it_can_be_read() {
         );
     }
 }
+
+#[test]
+fn a_ping_is_answered_with_its_pong_and_a_request_with_a_ping_field_is_a_request() {
+    let mut stream = connect(spawn_server());
+    let cases = [
+        (r#"{"ping":7}"#, r#"{"pong":7}"#),
+        (
+            r#"{"ping":18446744073709551615,"extra":[1]}"#,
+            r#"{"pong":18446744073709551615}"#,
+        ),
+        (
+            r#"{"ping":1,"id":5,"method":"add","params":{"a":1,"b":2}}"#,
+            r#"{"id":5,"ok":true,"result":3.0}"#,
+        ),
+    ];
+    for (sent, expected) in cases {
+        let answer = exchange_bytes(&mut stream, sent.as_bytes());
+        assert_eq!(String::from_utf8(answer).unwrap(), expected, "for {sent}");
+    }
+}
