@@ -91,7 +91,8 @@ async fn a_peer_that_pings_too_often_is_sent_away() {
         std::future::pending(),
     ));
 
-    // One ping a second, and a call answered between two of them: no strike.
+    // One ping a second (exactly 1 s apart is not too soon), with a call
+    // between two of them, which changes nothing: no strike.
     let mut polite = TcpStream::connect(addr).await.unwrap();
     for n in 1..=5 {
         send(&mut polite, json!({ "ping": n })).await;

@@ -8,15 +8,17 @@
 //! notices only when it has something to send, and even then only after
 //! retrying for many minutes; an end that only reads waits forever.
 //!
-//! So each end keeps `last_seen`, when it last read a whole frame, and acts
-//! when that gets old:
+//! So each end writes down when it last heard from the other, and acts when
+//! that gets old:
 //!
 //! - The client, while calls wait on a connection, pings a server it has
 //!   not heard from for `ClientConfig::ping_interval`. If nothing comes in
 //!   the `ping_timeout` after, the server has gone: every waiting call
-//!   fails, and the next call connects anew. [`Heartbeat`] keeps the time.
-//! - The server closes a connection that has been idle, with no call of
-//!   its running and no request from its peer, for
+//!   fails, and the next call connects anew. [`Heartbeat`] keeps the time,
+//!   and `last_seen`: when the last whole frame came from the server.
+//! - The server, which only answers, keeps `idle_since`: when its peer last
+//!   sent a request, or its last call ended. It closes a connection that
+//!   has been idle, with no call of its running and no request, for
 //!   `ServerConfig::idle_timeout`, as it would at a shutdown: the notice,
 //!   then the close (see `serve_connection`). Pings do not count: they give
 //!   the server nothing to do, and a client pings only while it waits for
@@ -28,14 +30,18 @@
 //!
 //! One gap is left for step 9: a server at its `max_in_flight_per_connection`
 //! stops reading that connection until a call ends, pings included. A
-//! client with more calls in flight there than the server runs at once,
-//! all slower than `ping_interval + ping_timeout`, takes the server for
-//! gone. The default client stays under the default server's bound.
+//! client with as many calls in flight there as the server runs at once,
+//! all slower than `ping_interval + ping_timeout`, would take the server
+//! for gone. The default client keeps fewer (`DEFAULT_MAX_PENDING`).
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::{self, Instant, Sleep};
+
+/// A timeout longer than this is cut to it: a year is as good as for
+/// ever, and, unlike `Duration::MAX`, can be added to the clock.
+pub(crate) const A_YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 // ANCHOR: heartbeat
 /// The client's heartbeat on one connection: when to ping the server, and
@@ -65,11 +71,11 @@ pub(crate) enum Beat {
 impl Heartbeat {
     pub(crate) fn new(interval: Duration, timeout: Duration) -> Heartbeat {
         Heartbeat {
-            interval,
-            timeout,
+            interval: interval.min(A_YEAR),
+            timeout: timeout.min(A_YEAR),
             last_seen: Instant::now(),
             pinged: false,
-            timer: Box::pin(time::sleep(interval)),
+            timer: Box::pin(time::sleep(interval.min(A_YEAR))),
         }
     }
 

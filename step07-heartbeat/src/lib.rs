@@ -4,10 +4,11 @@
 //! connection ends. A peer that freezes, or that the network loses, never
 //! ends it: it just goes silent. Now the client pings a server that has
 //! been silent for a while with calls waiting, and gives the connection up
-//! when no pong comes: its calls fail with an error that says so, and the
-//! next call connects anew. The server closes a connection that has sent
-//! nothing for its idle timeout, as it would at a shutdown, so a peer that
-//! vanished costs it nothing for long.
+//! when nothing comes back: its calls fail with an error that says so, and
+//! the next call connects anew. The server closes a connection that has
+//! given it nothing to do (no request, no call running) for its idle
+//! timeout, as it would at a shutdown, so a peer that vanished costs it
+//! nothing for long.
 //!
 //! ## Layout
 //!

@@ -441,29 +441,35 @@ async fn serve_connection(
                     Some(body) => body?,
                     None => break,
                 };
-                let message = parse_message(&body);
+                let parsed = match parse_message(&body) {
+                    // A ping is answered at once, behind the answers already
+                    // queued, and is not work: the connection stays idle.
+                    // It never waits: if the queue is full, answers are on
+                    // their way, news enough, or the peer reads nothing,
+                    // and loses its pong.
+                    Ok(Message::Ping(ping)) => {
+                        let _ = answers.try_send(ping.answer());
+                        continue;
+                    }
+                    Ok(Message::Request(request)) => Ok(request),
+                    Err(error) => Err(error),
+                };
                 // The frame's bytes are not kept while the call runs.
                 drop(body);
-                // A request (or an error to answer) is work: not idle. A
-                // ping is not: it only asks whether the server is there.
-                if !matches!(message, Ok(Message::Ping(_))) {
-                    idle_since = Instant::now();
-                }
+                // A request, or an error to answer: work, so not idle.
+                idle_since = Instant::now();
                 let (methods, answers) = (Arc::clone(&methods), answers.clone());
                 let mut call = Box::pin(async move {
-                    let answer = match message {
-                        Ok(Message::Request(request)) => encode(&call_before(&methods, request).await),
-                        // Answered as soon as read, behind the answers
-                        // already queued: a pong says the server reads.
-                        Ok(Message::Ping(ping)) => ping.answer(),
+                    let response = match parsed {
+                        Ok(request) => call_before(&methods, request).await,
                         // The frame was fine, its contents were not. The
                         // next frame starts right after this one, so the
                         // connection stays usable.
-                        Err((id, error)) => encode(&Response::failure(id, error)),
+                        Err((id, error)) => Response::failure(id, error),
                     };
                     // Fails only if the writer has gone, and with it the
                     // connection: nobody to answer.
-                    let _ = answers.send(answer).await;
+                    let _ = answers.send(encode(&response)).await;
                 });
                 // Most calls (`add`, `divide`) finish without ever waiting:
                 // run them right here. Only a call that has to wait (for
@@ -503,11 +509,8 @@ async fn serve_connection(
                 // nothing to ask. Close as a shutdown would, for this
                 // connection alone: a call the peer sent just now is
                 // refused, not lost. Within the drain timeout, as a shutdown.
-                let drain = shutdown::drain(requests, answers, writer, frames);
-                return time::timeout(drain_timeout, drain).await.unwrap_or_else(|_| {
-                    let message = "the idle connection did not close within the drain timeout";
-                    Err(io::Error::new(io::ErrorKind::TimedOut, message))
-                });
+                return shutdown::drain_within(drain_timeout, requests, answers, writer, frames)
+                    .await;
             }
             // ANCHOR_END: idle_close
         }

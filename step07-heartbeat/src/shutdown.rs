@@ -120,6 +120,25 @@ pub(crate) async fn drain(
     linger(frames.into_inner()).await
 }
 
+/// [`drain`], for a connection the server closes while it runs on (an idle
+/// one): within `limit`, the drain timeout, as the server's own timeout
+/// bounds a shutdown's drains. At the limit, the connection is dropped and
+/// its calls cancelled: a peer that trickles a byte a second cannot keep
+/// the linger reading for ever.
+pub(crate) async fn drain_within(
+    limit: Duration,
+    requests: JoinSet<()>,
+    answers: mpsc::Sender<Vec<u8>>,
+    writer: AbortOnDropHandle<io::Result<()>>,
+    frames: FramedRead<OwnedReadHalf, FrameCodec>,
+) -> io::Result<()> {
+    let drain = drain(requests, answers, writer, frames);
+    time::timeout(limit, drain).await.unwrap_or_else(|_| {
+        let message = "the connection did not close within the drain timeout";
+        Err(io::Error::new(io::ErrorKind::TimedOut, message))
+    })
+}
+
 /// The answer to a request read while draining: refused, not run, under
 /// its id; or, if it has no id to answer under, what any server would
 /// answer (`BAD_REQUEST`), which does not run anything either. A ping is

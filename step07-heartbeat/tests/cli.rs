@@ -170,6 +170,19 @@ fn signal(signal: &str, pid: u32) {
     assert!(kill.unwrap().success());
 }
 
+/// Whether every thread of process `pid` is stopped: `kill` returns once
+/// the signal is sent, and a thread running on another core may serve a
+/// request or two before it stops.
+fn is_stopped(pid: u32) -> bool {
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    threads.map(Result::unwrap).all(|thread| {
+        let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+        // `pid (name) STATE ...`: the state follows the name's parenthesis.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+    })
+}
+
 /// A frozen server (SIGSTOP: the process runs no more, but its kernel
 /// still takes connections and bytes) answers nothing and never closes:
 /// only the heartbeat can tell. The client gives the connection up within
@@ -190,6 +203,7 @@ async fn a_frozen_server_is_detected_by_the_heartbeat_and_the_next_call_reconnec
     let start = Instant::now();
 
     signal("-STOP", server.id());
+    wait_until("the server is stopped", STUCK, || is_stopped(server.id()));
     let options = CallOptions {
         timeout: Some(STUCK * 3),
         ..CallOptions::default()

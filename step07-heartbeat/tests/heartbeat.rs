@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig, DEFAULT_MAX_PENDING};
 use common::rpc::server::{self, ServerConfig};
 use common::rpc::service::{self, ServiceCalls};
 use serde_json::{Value, json};
@@ -206,7 +206,7 @@ async fn start_black_hole() -> BlackHole {
             count.fetch_add(1, Ordering::SeqCst);
             let report = report.clone();
             tokio::spawn(async move {
-                while let Some(body) = next_frame(&mut stream).await {
+                while let Some(body) = read_frame(&mut stream).await {
                     let _ = report.send(body);
                 }
             });
@@ -383,4 +383,57 @@ async fn a_draining_server_still_answers_pings_while_it_finishes_calls() {
     assert_eq!(slept["result"], 5000, "{slept}");
     assert_eq!(next_frame(&mut peer).await, None);
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_default_client_with_all_its_calls_waiting_still_gets_its_pongs() {
+    let addr = start_server(ServerConfig::default()).await;
+    let config = ClientConfig {
+        ping_interval: Duration::from_secs(1),
+        ping_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(addr, config).await.unwrap();
+    // As many slow calls as the client lets wait: the server runs them all
+    // and still reads the pings, so none is taken for a dead server's.
+    let mut calls = JoinSet::new();
+    for _ in 0..DEFAULT_MAX_PENDING {
+        let client = client.clone();
+        calls.spawn(async move { client.sleep(3_000).await });
+    }
+    while let Some(call) = calls.join_next().await {
+        assert_eq!(call.unwrap().unwrap(), 3_000);
+    }
+    assert!(client.pings_sent() > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_too_long_to_add_to_the_clock_mean_never() {
+    let config = ServerConfig {
+        idle_timeout: Duration::MAX,
+        ..ServerConfig::default()
+    };
+    let addr = start_server(config).await;
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    time::sleep(Duration::from_secs(7200)).await;
+    let add = br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#;
+    peer.write_all(&frame(add)).await.unwrap();
+    let sum = promptly(next_frame(&mut peer)).await.expect("an answer");
+    assert_eq!(sum["result"], 3.0, "{sum}");
+
+    let mut hole = start_black_hole().await;
+    let config = ClientConfig {
+        ping_interval: Duration::from_secs(1),
+        ping_timeout: Duration::MAX,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(hole.addr, config).await.unwrap();
+    let options = CallOptions {
+        timeout: Some(Duration::from_secs(7200)),
+        ..CallOptions::default()
+    };
+    let call = client.call_with("add", json!({"a": 1, "b": 2}), &options);
+    assert!(matches!(call.await, Err(CallError::Timeout)));
+    assert_eq!(hole.bodies.recv().await.unwrap()["method"], "add");
+    assert_eq!(hole.bodies.recv().await.unwrap(), json!({"ping": 1}));
 }

@@ -53,12 +53,23 @@ impl Server {
     }
 
     /// Sends the server `signal` (`-STOP`, `-CONT`, `-TERM`) with `kill`,
-    /// as a learner would.
+    /// as a learner would. For `-STOP`, waits until every thread of the
+    /// server has stopped: `kill` returns once the signal is sent, and a
+    /// thread running on another core may still serve a request first.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let kill = Command::new("kill").args([signal, &pid]).status()?;
+        let pid = self.child.id();
+        let kill = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()?;
         if !kill.success() {
             bail!("kill {signal} {pid} failed: {kill}");
+        }
+        let start = Instant::now();
+        while signal == "-STOP" && !is_stopped(pid) {
+            if start.elapsed() > TIMEOUT {
+                bail!("the server did not stop within {TIMEOUT:?} of SIGSTOP");
+            }
+            thread::sleep(Duration::from_millis(1));
         }
         Ok(())
     }
@@ -87,6 +98,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// `/proc/PID/task/TID/stat`, after the name's closing parenthesis).
+fn is_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.filter_map(Result::ok).all(|thread| {
+        let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+    })
 }
 
 /// Reads the server's first line, `listening on ADDR`, and returns ADDR.

@@ -27,8 +27,9 @@ struct Args {
     /// to finish before they are cancelled.
     #[arg(long, default_value_t = ServerConfig::default().drain_timeout.as_secs_f64())]
     drain_timeout: f64,
-    /// How many seconds a connection may go without a whole frame from
-    /// its peer before the server closes it.
+    /// How many seconds a connection may be idle (no request from its
+    /// peer, no call running; pings do not count) before the server
+    /// closes it.
     #[arg(long, default_value_t = ServerConfig::default().idle_timeout.as_secs_f64())]
     idle_timeout: f64,
 }
