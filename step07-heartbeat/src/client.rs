@@ -172,8 +172,9 @@ pub type Pause = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The default [`ClientConfig::max_pending`]: far more than the demo or the
 /// benchmarks keep in flight, far less than would strain either side; and
 /// fewer than the 1,024 calls a default server runs at once per
-/// connection, so that it never stops reading this one, and always reads
-/// and answers the client's ping.
+/// connection, so that it does not stop reading this one, and reads and
+/// answers the client's pings (unless calls this client gave up on still
+/// run there: see [`crate::heartbeat`]).
 pub const DEFAULT_MAX_PENDING: usize = 1000;
 
 /// The default [`ClientConfig::io_timeout`].
@@ -737,6 +738,10 @@ async fn read_responses(
         // A frame half read stays in `frames` while the timer fires:
         // nothing is lost by waiting again.
         let frame = tokio::select! {
+            // Frames first: after a pause of the client's own (a starved
+            // runtime, a suspended laptop), a pong that is waiting must be
+            // heard before the heartbeat decides that none came.
+            biased;
             frame = frames.next() => frame,
             beat = heartbeat.next(|| pending.len() > 0) => match beat {
                 Beat::Ping => {

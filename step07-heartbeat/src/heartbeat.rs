@@ -32,16 +32,22 @@
 //! stops reading that connection until a call ends, pings included. A
 //! client with as many calls in flight there as the server runs at once,
 //! all slower than `ping_interval + ping_timeout`, would take the server
-//! for gone. The default client keeps fewer (`DEFAULT_MAX_PENDING`).
+//! for gone. The default client keeps fewer (`DEFAULT_MAX_PENDING`), but
+//! calls it gave up on (cancelled, or past its deadline) may still run
+//! there, and count.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::{self, Instant, Sleep};
 
-/// A timeout longer than this is cut to it: a year is as good as for
-/// ever, and, unlike `Duration::MAX`, can be added to the clock.
-pub(crate) const A_YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// Cuts a heartbeat's duration to between a millisecond, the timer's
+/// grain (zero would wake the task on every turn), and a year, as good as
+/// for ever and, unlike `Duration::MAX`, safe to add to the clock.
+pub(crate) fn sane(duration: Duration) -> Duration {
+    let year = Duration::from_secs(365 * 24 * 60 * 60);
+    duration.clamp(Duration::from_millis(1), year)
+}
 
 // ANCHOR: heartbeat
 /// The client's heartbeat on one connection: when to ping the server, and
@@ -71,11 +77,11 @@ pub(crate) enum Beat {
 impl Heartbeat {
     pub(crate) fn new(interval: Duration, timeout: Duration) -> Heartbeat {
         Heartbeat {
-            interval: interval.min(A_YEAR),
-            timeout: timeout.min(A_YEAR),
+            interval: sane(interval),
+            timeout: sane(timeout),
             last_seen: Instant::now(),
             pinged: false,
-            timer: Box::pin(time::sleep(interval.min(A_YEAR))),
+            timer: Box::pin(time::sleep(sane(interval))),
         }
     }
 
@@ -151,10 +157,12 @@ mod tests {
         time::sleep(timeout / 2).await;
         heartbeat.heard();
         assert_eq!(next(&mut heartbeat, true).await, (interval, Beat::Ping));
-        // Hearing from it keeps moving the ping off: none is sent.
+        // Hearing from it keeps moving the ping off: none is sent, though
+        // the heartbeat is asked between frames, as the reader asks it.
         heartbeat.heard();
         for _ in 0..100 {
-            time::sleep(interval / 2).await;
+            let beat = time::timeout(interval / 2, heartbeat.next(|| true)).await;
+            assert!(beat.is_err(), "a beat while heard from");
             heartbeat.heard();
         }
         assert_eq!(next(&mut heartbeat, true).await, (interval, Beat::Ping));

@@ -107,8 +107,9 @@ pub struct RpcError {
     ///   been (`"a value"` when it was missing);
     /// - `INTERNAL` for an answer too large to send: `{"bytes": 1048600,
     ///   "max_bytes": 1048576}`;
-    /// - `SERVER_BUSY` in the notice of a server shutting down, and in its
-    ///   answer to a request it refused: `{"going_away": true}`;
+    /// - `SERVER_BUSY` in the notice of a server closing the connection
+    ///   (shutting down, or the connection idle), and in its answer to a
+    ///   request it refused: `{"going_away": true}`;
     /// - `null` for every other code.
     #[serde(default)]
     pub details: Value,
@@ -144,8 +145,8 @@ pub enum ErrorCode {
     /// same token is refused again.
     Unauthorized,
     /// The server did not do the work this time, and may do it later. Today
-    /// from `flaky`, which pretends, and from a server shutting down, in its
-    /// notice and its refusals ([`Response::going_away`]); step 9 sheds
+    /// from `flaky`, which pretends, and from a server closing a connection,
+    /// in its notice and its refusals ([`Response::going_away`]); step 9 sheds
     /// load with it when too many requests arrive at once. Retryable, and
     /// the only code that is.
     ServerBusy,

@@ -43,7 +43,7 @@ use crate::frame::{FrameCodec, MAX_FRAME_LEN, write_frames};
 use crate::lock;
 use crate::methods::Methods;
 use crate::protocol::{ErrorCode, Message, Request, Response, RpcError, parse_message};
-use crate::shutdown;
+use crate::{heartbeat, shutdown};
 
 /// Bounds on what peers can make the server hold at once.
 ///
@@ -425,6 +425,7 @@ async fn serve_connection(
     // fires, it looks at `idle_since`, and is set again for later if the
     // connection has not been idle long enough.
     let mut idle_since = Instant::now();
+    let idle_timeout = heartbeat::sane(idle_timeout);
     let idle = time::sleep(idle_timeout);
     tokio::pin!(idle);
     // ANCHOR_END: idle

@@ -70,8 +70,9 @@ impl StopSignals {
     }
 }
 
-/// Shuts one connection down gracefully, once the server is stopping: what
-/// `serve_connection` does instead of reading the next request.
+/// Shuts one connection down gracefully, once the server is stopping or
+/// the connection has been idle too long: what `serve_connection` does
+/// instead of reading the next request.
 ///
 /// `requests` are the calls read and still running, `answers` the queue to
 /// the `writer` task, and `frames` the read half, with whatever the peer

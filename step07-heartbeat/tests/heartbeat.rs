@@ -437,3 +437,19 @@ async fn timeouts_too_long_to_add_to_the_clock_mean_never() {
     assert_eq!(hole.bodies.recv().await.unwrap()["method"], "add");
     assert_eq!(hole.bodies.recv().await.unwrap(), json!({"ping": 1}));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_timeout_of_zero_still_lets_a_call_finish() {
+    let config = ServerConfig {
+        idle_timeout: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let addr = start_server(config).await;
+    let mut peer = TcpStream::connect(addr).await.unwrap();
+    let call = br#"{"id":1,"method":"sleep","params":{"ms":2000}}"#;
+    peer.write_all(&frame(call)).await.unwrap();
+    let slept = next_frame(&mut peer).await.expect("the call's answer");
+    assert_eq!(slept["result"], 2000, "{slept}");
+    let notice = next_frame(&mut peer).await.expect("the going-away notice");
+    assert_eq!(notice["error"]["details"]["going_away"], true, "{notice}");
+}

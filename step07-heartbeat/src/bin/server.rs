@@ -23,8 +23,9 @@ struct Args {
     /// The most connections served at once; one more is closed at once.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// On Ctrl-C or SIGTERM, how many seconds calls already read may take
-    /// to finish before they are cancelled.
+    /// On Ctrl-C or SIGTERM, or when a connection is idle, how many
+    /// seconds calls already read may take to finish before they are
+    /// cancelled.
     #[arg(long, default_value_t = ServerConfig::default().drain_timeout.as_secs_f64())]
     drain_timeout: f64,
     /// How many seconds a connection may be idle (no request from its
