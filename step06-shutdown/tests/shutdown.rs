@@ -291,14 +291,17 @@ fn a_call_that_outlives_the_drain_timeout_is_cancelled_at_the_timeout() {
     assert!(stopped.elapsed() < STUCK);
 }
 
-/// The same, on tokio's paused clock, which jumps to the next timer
-/// whenever every task waits: the server, on the test's own runtime, gives
-/// up on the call exactly at the drain timeout, not a microsecond sooner
-/// or later. (No client here: its timers would fire during the jumps.)
-#[tokio::test(start_paused = true)]
-async fn the_drain_timeout_is_exact_on_the_paused_clock() {
-    let drain_timeout = Duration::from_secs(15);
-    let (methods, hold) = methods_with_hold();
+/// Starts a server serving `methods` with `drain_timeout` on the test's own
+/// runtime, for tests on the paused clock: its address, the sender whose
+/// drop stops it, and its task.
+async fn start_stoppable_here(
+    methods: Methods,
+    drain_timeout: Duration,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -310,6 +313,18 @@ async fn the_drain_timeout_is_exact_on_the_paused_clock() {
         let _ = stopped.await;
     };
     let server = tokio::spawn(server::run(listener, methods, config, shutdown));
+    (addr, stop, server)
+}
+
+/// The same, on tokio's paused clock, which jumps to the next timer
+/// whenever every task waits: the server, on the test's own runtime, gives
+/// up on the call exactly at the drain timeout, not a microsecond sooner
+/// or later. (No client here: its timers would fire during the jumps.)
+#[tokio::test(start_paused = true)]
+async fn the_drain_timeout_is_exact_on_the_paused_clock() {
+    let drain_timeout = Duration::from_secs(15);
+    let (methods, hold) = methods_with_hold();
+    let (addr, stop, server) = start_stoppable_here(methods, drain_timeout).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&frame(br#"{"id":1,"method":"hold"}"#))
@@ -333,17 +348,7 @@ async fn the_drain_timeout_is_exact_on_the_paused_clock() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_does_not_hold_the_shutdown() {
     let drain_timeout = Duration::from_secs(15);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServerConfig {
-        drain_timeout,
-        ..ServerConfig::default()
-    };
-    let shutdown = async {
-        let _ = stopped.await;
-    };
-    let server = tokio::spawn(server::run(listener, service::methods(), config, shutdown));
+    let (addr, stop, server) = start_stoppable_here(service::methods(), drain_timeout).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&frame(br#"{"id":1,"method":"add","params":{"a":1,"b":2}}"#))
@@ -367,17 +372,7 @@ async fn a_silent_peer_does_not_hold_the_shutdown() {
 async fn a_peer_that_hangs_up_during_the_drain_takes_its_calls_with_it() {
     let drain_timeout = Duration::from_secs(15);
     let (methods, hold) = methods_with_hold();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServerConfig {
-        drain_timeout,
-        ..ServerConfig::default()
-    };
-    let shutdown = async {
-        let _ = stopped.await;
-    };
-    let server = tokio::spawn(server::run(listener, methods, config, shutdown));
+    let (addr, stop, server) = start_stoppable_here(methods, drain_timeout).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&frame(br#"{"id":1,"method":"hold"}"#))

@@ -16,31 +16,15 @@ mod common;
 use std::time::Duration;
 
 use common::rpc::client::{CallError, Client, ClientConfig};
-use common::rpc::server::{self, ServerConfig};
+use common::rpc::server::ServerConfig;
 use common::rpc::service;
 use serde_json::{Value, json};
 use testkit::frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time;
 
-/// The next frame's body as JSON, or `None` at a clean end of stream;
-/// panics after an hour of (paused) time without either.
-async fn next_frame(stream: &mut TcpStream) -> Option<Value> {
-    let read = async {
-        let mut length = [0; 4];
-        if stream.read_exact(&mut length).await.is_err() {
-            return None;
-        }
-        let mut body = vec![0; u32::from_be_bytes(length) as usize];
-        stream.read_exact(&mut body).await.unwrap();
-        Some(serde_json::from_slice(&body).unwrap())
-    };
-    let hour = Duration::from_secs(3600);
-    time::timeout(hour, read)
-        .await
-        .expect("nothing within an hour")
-}
+use common::{next_frame, promptly, start_server_here};
 
 /// Sends `body` as one frame.
 async fn send(stream: &mut TcpStream, body: Value) {
@@ -56,21 +40,6 @@ async fn send_all(stream: &mut TcpStream, bodies: &[Value]) {
     stream.write_all(&bytes).await.unwrap();
 }
 
-/// Runs `future` to its end while no time passes: it yields to the other
-/// tasks (and to the I/O they wait for) instead of letting the runtime
-/// sleep, which on the paused clock would jump to the next timer.
-async fn promptly<F: Future>(future: F) -> F::Output {
-    tokio::pin!(future);
-    for _ in 0..100_000 {
-        let turn = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
-        if let std::task::Poll::Ready(output) = turn.await {
-            return output;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("it did not come at once");
-}
-
 // ANCHOR: ping_strikes
 /// Exercise 1: a peer that pings again and again, with no call running,
 /// makes the server wake and write for nothing. A ping that comes sooner
@@ -80,16 +49,7 @@ async fn promptly<F: Future>(future: F) -> F::Output {
 #[tokio::test(start_paused = true)]
 #[ignore]
 async fn a_peer_that_pings_too_often_is_sent_away() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let methods = service::methods();
-    let config = ServerConfig::default();
-    tokio::spawn(server::run(
-        listener,
-        methods,
-        config,
-        std::future::pending(),
-    ));
+    let addr = start_server_here(service::methods(), ServerConfig::default()).await;
 
     // One ping a second (exactly 1 s apart is not too soon), with a call
     // between two of them, which changes nothing: no strike.

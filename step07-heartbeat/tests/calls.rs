@@ -11,6 +11,7 @@ use common::rpc::service::ServiceCalls;
 use common::rpc::service::{MAX_FLAKY_KEY_BYTES, MAX_FLAKY_KEYS, MAX_SLEEP_MS};
 use common::spawn_server;
 use serde_json::json;
+use testkit::STUCK;
 use tokio::time;
 
 #[tokio::test]
@@ -128,20 +129,20 @@ async fn flaky_remembers_a_bounded_number_of_short_keys() {
 }
 
 #[tokio::test]
-async fn a_quiet_connection_is_not_pinged_and_outlives_the_ping_timeout() {
+async fn a_quiet_connection_is_not_pinged_and_stays_open() {
     // Pings are for a server silent while calls wait, not for a connection
-    // with nothing to say: this one idles for three pings and their
-    // timeouts. Long enough that the `add` itself never takes as long on a
-    // busy machine.
-    let ping = Duration::from_millis(250);
+    // with nothing to say: this one idles for three ping intervals. The
+    // ping timeout is long, so that the `add` after, on a busy machine,
+    // is never given up.
+    let ping_interval = Duration::from_millis(500);
     let config = ClientConfig {
-        ping_interval: ping,
-        ping_timeout: ping,
+        ping_interval,
+        ping_timeout: STUCK,
         ..ClientConfig::default()
     };
     let client = Client::connect_with(spawn_server(), config).await.unwrap();
     // Idling is what is tested: there is no event to wait for, only time.
-    time::sleep(6 * ping).await;
+    time::sleep(3 * ping_interval).await;
     assert_eq!(client.pings_sent(), 0);
     assert_eq!(client.add(1.0, 1.0).await.unwrap(), 2.0);
 }

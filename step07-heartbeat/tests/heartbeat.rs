@@ -21,9 +21,10 @@ use std::time::Duration;
 use common::rpc::client::{CallError, CallOptions, Client, ClientConfig, DEFAULT_MAX_PENDING};
 use common::rpc::server::{self, ServerConfig};
 use common::rpc::service::{self, ServiceCalls};
+use common::{next_frame, promptly, read_frame, start_server_here};
 use serde_json::{Value, json};
 use testkit::frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{self, Instant};
@@ -31,53 +32,19 @@ use tokio::time::{self, Instant};
 /// The idle timeout the servers here are given: the default.
 const IDLE: Duration = Duration::from_secs(60);
 
-/// Starts this step's server on the test's runtime, with `config`.
+/// Starts this step's server, with its service's methods, on the test's
+/// runtime.
 async fn start_server(config: ServerConfig) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let methods = service::methods();
-    tokio::spawn(server::run(
-        listener,
-        methods,
-        config,
-        std::future::pending(),
-    ));
-    addr
+    start_server_here(service::methods(), config).await
 }
 
-/// The next frame's body as JSON, or `None` at a clean end of stream.
-/// Panics after an hour of (paused) time without either, rather than hang.
-async fn next_frame(stream: &mut TcpStream) -> Option<Value> {
-    let hour = Duration::from_secs(3600);
-    let next = time::timeout(hour, read_frame(stream)).await;
-    next.expect("neither a frame nor the end within an hour")
-}
-
-/// Runs `future` to its end while no time passes: it yields to the other
-/// tasks (and to the I/O they wait for) instead of letting the runtime
-/// sleep, which on the paused clock would jump to the next timer. Panics if
-/// it does not end within many turns: what should come at once did not.
-async fn promptly<F: Future>(future: F) -> F::Output {
-    tokio::pin!(future);
-    for _ in 0..100_000 {
-        let turn = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
-        if let std::task::Poll::Ready(output) = turn.await {
-            return output;
-        }
-        tokio::task::yield_now().await;
+/// A client configuration with this heartbeat.
+fn heartbeat(ping_interval: Duration, ping_timeout: Duration) -> ClientConfig {
+    ClientConfig {
+        ping_interval,
+        ping_timeout,
+        ..ClientConfig::default()
     }
-    panic!("it did not come at once");
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Option<Value> {
-    let mut length = [0; 4];
-    match stream.read_exact(&mut length).await {
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-        read => read.unwrap(),
-    };
-    let mut body = vec![0; u32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut body).await.unwrap();
-    Some(serde_json::from_slice(&body).unwrap())
 }
 
 #[tokio::test(start_paused = true)]
@@ -107,17 +74,9 @@ async fn a_silent_peer_is_sent_the_notice_at_the_idle_timeout_then_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn pings_are_answered_without_a_token_but_keep_no_idle_connection_open() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut methods = service::methods();
     methods.require_token("secret");
-    let config = ServerConfig::default();
-    tokio::spawn(server::run(
-        listener,
-        methods,
-        config,
-        std::future::pending(),
-    ));
+    let addr = start_server_here(methods, ServerConfig::default()).await;
 
     let mut peer = TcpStream::connect(addr).await.unwrap();
     let start = Instant::now();
@@ -222,11 +181,7 @@ async fn start_black_hole() -> BlackHole {
 #[tokio::test(start_paused = true)]
 async fn a_server_that_stops_answering_is_given_up_within_interval_plus_timeout() {
     let mut hole = start_black_hole().await;
-    let config = ClientConfig {
-        ping_interval: Duration::from_secs(5),
-        ping_timeout: Duration::from_secs(3),
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_secs(5), Duration::from_secs(3));
     let client = Client::connect_with(hole.addr, config).await.unwrap();
     // A deadline far off, so that it is the heartbeat that ends the call.
     let options = CallOptions {
@@ -267,11 +222,7 @@ async fn a_server_that_stops_answering_is_given_up_within_interval_plus_timeout(
 #[tokio::test(start_paused = true)]
 async fn a_slow_call_on_a_live_server_outlasts_many_ping_intervals() {
     let addr = start_server(ServerConfig::default()).await;
-    let config = ClientConfig {
-        ping_interval: Duration::from_secs(1),
-        ping_timeout: Duration::from_secs(1),
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_secs(1), Duration::from_secs(1));
     let client = Client::connect_with(addr, config).await.unwrap();
     // Silent for 9.5 s on this call, but the server answers every ping.
     assert_eq!(client.sleep(9_500).await.unwrap(), 9_500);
@@ -301,11 +252,7 @@ async fn a_busy_connection_sends_no_pings() {
 async fn pings_do_not_disturb_calls_under_load() {
     let addr = start_server(ServerConfig::default()).await;
     // A ping whenever 2 ms pass without an answer: many, among the calls.
-    let config = ClientConfig {
-        ping_interval: Duration::from_millis(2),
-        ping_timeout: Duration::from_secs(1),
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_millis(2), Duration::from_secs(1));
     let client = Client::connect_with(addr, config).await.unwrap();
     let mut callers = JoinSet::new();
     for caller in 0..16u64 {
@@ -341,11 +288,7 @@ async fn a_step06_server_answers_a_ping_with_an_error_which_shows_it_alive() {
         config,
         std::future::pending(),
     ));
-    let config = ClientConfig {
-        ping_interval: Duration::from_secs(1),
-        ping_timeout: Duration::from_secs(1),
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_secs(1), Duration::from_secs(1));
     let client = Client::connect_with(addr, config).await.unwrap();
     assert_eq!(client.sleep(4_500).await.unwrap(), 4_500);
     // Each ping got a BAD_REQUEST under no id: news of the server, and an
@@ -388,11 +331,7 @@ async fn a_draining_server_still_answers_pings_while_it_finishes_calls() {
 #[tokio::test(start_paused = true)]
 async fn a_default_client_with_all_its_calls_waiting_still_gets_its_pongs() {
     let addr = start_server(ServerConfig::default()).await;
-    let config = ClientConfig {
-        ping_interval: Duration::from_secs(1),
-        ping_timeout: Duration::from_secs(1),
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_secs(1), Duration::from_secs(1));
     let client = Client::connect_with(addr, config).await.unwrap();
     // As many slow calls as the client lets wait: the server runs them all
     // and still reads the pings, so none is taken for a dead server's.
@@ -422,11 +361,7 @@ async fn timeouts_too_long_to_add_to_the_clock_mean_never() {
     assert_eq!(sum["result"], 3.0, "{sum}");
 
     let mut hole = start_black_hole().await;
-    let config = ClientConfig {
-        ping_interval: Duration::from_secs(1),
-        ping_timeout: Duration::MAX,
-        ..ClientConfig::default()
-    };
+    let config = heartbeat(Duration::from_secs(1), Duration::MAX);
     let client = Client::connect_with(hole.addr, config).await.unwrap();
     let options = CallOptions {
         timeout: Some(Duration::from_secs(7200)),

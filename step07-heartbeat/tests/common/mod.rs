@@ -174,3 +174,54 @@ pub fn bin(role: &str) -> PathBuf {
     let step = env!("CARGO_PKG_NAME").split('-').next().unwrap();
     testkit::cargo_bin(&format!("{step}-{role}"))
 }
+
+// Helpers for tests on tokio's paused clock (`start_paused`), where the
+// server runs on the test's own runtime: a server on a thread of its own
+// would answer in real time, after the clock had already jumped.
+
+/// Starts this step's server, serving `methods` as `config` says, on the
+/// test's own runtime; returns its address.
+pub async fn start_server_here(methods: Methods, config: ServerConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server::run(listener, methods, config, future::pending()));
+    addr
+}
+
+/// The next frame's body as JSON, or `None` at a clean end of stream.
+/// Panics after an hour of (paused) time without either, rather than hang.
+pub async fn next_frame(stream: &mut tokio::net::TcpStream) -> Option<Value> {
+    let hour = std::time::Duration::from_secs(3600);
+    let next = tokio::time::timeout(hour, read_frame(stream)).await;
+    next.expect("neither a frame nor the end within an hour")
+}
+
+/// The next frame's body as JSON, or `None` at a clean end of stream, for
+/// as long as it takes.
+pub async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<Value> {
+    use tokio::io::AsyncReadExt;
+    let mut length = [0; 4];
+    match stream.read_exact(&mut length).await {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+        read => read.unwrap(),
+    };
+    let mut body = vec![0; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut body).await.unwrap();
+    Some(serde_json::from_slice(&body).unwrap())
+}
+
+/// Runs `future` to its end while no time passes: it yields to the other
+/// tasks (and to the I/O they wait for) instead of letting the runtime
+/// sleep, which on the paused clock would jump to the next timer. Panics if
+/// it does not end within many turns: what should come at once did not.
+pub async fn promptly<F: Future>(future: F) -> F::Output {
+    tokio::pin!(future);
+    for _ in 0..100_000 {
+        let turn = future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
+        if let std::task::Poll::Ready(output) = turn.await {
+            return output;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("it did not come at once");
+}
