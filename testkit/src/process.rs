@@ -81,10 +81,22 @@ pub fn start_server(bin: &Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
 /// the test reads (what the server logs), or one the test closes (to prove
 /// that a failing log write cannot take the server down).
 pub fn start_server_with(bin: &Path, args: &[&str], stderr: Stdio) -> (KillOnDrop, SocketAddr) {
+    start_server_in(bin, args, &[], stderr)
+}
+
+/// Like [`start_server_with`], with `env` added to the server's
+/// environment: `RUST_LOG`, say.
+pub fn start_server_in(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> (KillOnDrop, SocketAddr) {
     let mut child = KillOnDrop(
         Command::new(bin)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -83,6 +83,8 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
                 transcript.push_str(&client.stderr);
                 bail!("the client failed:\n{transcript}");
             }
+            // Where the server's log of the demo goes, once it is known.
+            let after_demo = transcript.len();
             if step.number >= PINGS_FROM {
                 transcript.push_str(&freeze(
                     &step.short(),
@@ -94,7 +96,12 @@ fn run_step(root: &Path, step: &Step) -> Result<String> {
             }
             if step.number >= DRAINS_FROM {
                 let short = step.short();
-                transcript.push_str(&drain(&short, client_bin, addr, client_args, server)?);
+                let (drained, before) = drain(&short, client_bin, addr, client_args, server)?;
+                transcript.push_str(&drained);
+                if step.number >= LOGS_FROM {
+                    let log = format!("# the server's log meanwhile (stderr):\n{before}");
+                    transcript.insert_str(after_demo, &log);
+                }
             }
             Ok(transcript)
         },
@@ -106,6 +113,10 @@ const DRAINS_FROM: u32 = 6;
 
 /// The first step whose client pings a silent server.
 const PINGS_FROM: u32 = 7;
+
+/// The first step whose server logs through `tracing`, its calls' failures
+/// among them: the tour shows what it logged during the demo.
+const LOGS_FROM: u32 = 8;
 
 /// Freezes the server (SIGSTOP) and makes a call with a short heartbeat,
 /// which gives the server up; then thaws it, and returns the transcript.
@@ -150,14 +161,15 @@ fn freeze(
 }
 
 /// Stops the server with SIGTERM while a slow call runs, and returns the
-/// transcript: what the server logged as it drained, and the call's answer.
+/// transcript (what the server logged as it drained, and the call's
+/// answer) and what the server had logged before the signal.
 fn drain(
     short: &str,
     client_bin: &Path,
     addr: &str,
     client_args: &[String],
     server: &mut Server,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let call = ["call", "sleep", r#"{"ms":2000}"#];
     let mut client = Command::new(client_bin);
     client.args(["--addr", addr]).args(client_args).args(call);
@@ -170,11 +182,12 @@ fn drain(
         .join()
         .map_err(|_| anyhow!("the client's thread panicked"))??;
     // The lines from the signal on: earlier ones belong to the demo.
-    let drained: String = log
-        .lines()
-        .skip_while(|line| !line.starts_with("SIGTERM"))
-        .map(|line| format!("{line}\n"))
-        .collect();
+    let signalled = |line: &&str| !line.contains("SIGTERM");
+    let lines = |lines: &mut dyn Iterator<Item = &str>| -> String {
+        lines.map(|line| format!("{line}\n")).collect()
+    };
+    let before = lines(&mut log.lines().take_while(signalled));
+    let drained = lines(&mut log.lines().skip_while(signalled));
     let transcript = format!(
         "$ {short}-client --addr {addr}{client} call sleep '{params}' &\n\
          $ kill -TERM $SERVER_PID\n{drained}$ wait\n{stdout}",
@@ -188,7 +201,7 @@ fn drain(
             slow.stderr
         );
     }
-    Ok(transcript)
+    Ok((transcript, before))
 }
 
 /// Runs the step's server (from `target/<profile>/`, with its tour
@@ -266,7 +279,12 @@ pub fn normalise(transcript: &str) -> String {
     // Port 0 (ask the OS for one) stays; the port it chose does not.
     let port = Regex::new(r"127\.0\.0\.1:[1-9]\d*").unwrap();
     let duration = Regex::new(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s)\b").unwrap();
+    // A log line's timestamp, and its latency field.
+    let timestamp = Regex::new(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+    let latency = Regex::new(r"\blatency_us=\d+").unwrap();
     let text = port.replace_all(transcript, "127.0.0.1:PORT");
+    let text = timestamp.replace_all(&text, "<when>");
+    let text = latency.replace_all(&text, "latency_us=<time>");
     duration.replace_all(&text, "<time>").into_owned()
 }
 
@@ -280,6 +298,11 @@ mod tests {
         assert_eq!(
             normalise(raw),
             "--addr 127.0.0.1:0\nlistening on 127.0.0.1:PORT\n1000 calls in <time> (<time> each), <time> total\n"
+        );
+        let log = "2026-12-06T00:19:23.411406Z  WARN call: failed latency_us=100750\n";
+        assert_eq!(
+            normalise(log),
+            "<when>  WARN call: failed latency_us=<time>\n"
         );
     }
 }
