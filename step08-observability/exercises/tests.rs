@@ -33,6 +33,7 @@ fn sleep_stats(stream: &mut TcpStream) -> Value {
     stats["result"]["methods"]["sleep"].clone()
 }
 
+// ANCHOR: cancelled
 /// Exercise 1: a call whose peer hangs up is cancelled, and `stats` says
 /// how many were, per method, beside the calls answered.
 #[test]
@@ -66,7 +67,9 @@ fn calls_cut_off_by_a_hang_up_are_counted_as_cancelled() {
     );
     assert_eq!(sleep["codes"], json!({"OK": 1}), "{sleep}");
 }
+// ANCHOR_END: cancelled
 
+// ANCHOR: slow_calls
 /// Exercise 2: a call slower than a second is logged at the default level,
 /// however it ended, with its method and latency; a quick one is not.
 #[test]
@@ -114,3 +117,4 @@ fn slow_calls_are_logged_at_the_default_level() {
     assert!(latency >= 1_100_000, "{slow}");
     assert!(seen.iter().all(|line| !line.contains("add")), "{seen:#?}");
 }
+// ANCHOR_END: slow_calls

@@ -725,7 +725,6 @@ impl Client {
     }
 }
 
-// ANCHOR: read_responses
 /// The reader task: reads every response on the connection and hands each
 /// to the call waiting for its id, until the connection ends; then fails
 /// every call still waiting, and every later one, with why. Meanwhile, it
@@ -807,7 +806,6 @@ async fn read_responses(
     };
     pending.fail_all(why);
 }
-// ANCHOR_END: read_responses
 
 /// Why the calls still waiting on a connection whose server said it was
 /// going away failed when the connection ended: `ConnectionAborted`, with

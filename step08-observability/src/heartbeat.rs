@@ -49,7 +49,6 @@ pub(crate) fn sane(duration: Duration) -> Duration {
     duration.clamp(Duration::from_millis(1), year)
 }
 
-// ANCHOR: heartbeat
 /// The client's heartbeat on one connection: when to ping the server, and
 /// when to give up on it.
 pub(crate) struct Heartbeat {
@@ -120,7 +119,6 @@ impl Heartbeat {
         }
     }
 }
-// ANCHOR_END: heartbeat
 
 #[cfg(test)]
 mod tests {

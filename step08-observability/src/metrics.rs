@@ -75,6 +75,7 @@ impl Metrics {
         Gauged::up(&self.calls_in_flight)
     }
 
+    // ANCHOR: record
     /// Where `method`'s numbers are: a number to pass to
     /// [`Metrics::record`], so that the name is looked up once per call.
     pub fn method_index(&self, method: &str) -> usize {
@@ -89,6 +90,7 @@ impl Metrics {
         *stats.codes.entry(code).or_default() += 1;
         stats.latency_us.saturating_record(micros.max(1));
     }
+    // ANCHOR_END: record
 
     /// Everything, as the `stats` method returns it. Methods never called
     /// are left out.
@@ -121,7 +123,7 @@ impl Metrics {
 impl MethodStats {
     fn new() -> MethodStats {
         // Two significant digits: a latency is counted within 1% of what it
-        // was. The histogram is a fixed array of counts, about 20 KiB.
+        // was. The histogram is a fixed array of 3,328 counts: 26 KiB.
         let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 2)
             .expect("1 µs to an hour at 2 digits is a valid histogram");
         MethodStats {

@@ -262,7 +262,6 @@ impl RpcError {
     }
 }
 
-// ANCHOR: ping
 /// What a client sends in a frame: a request, or a ping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -304,7 +303,6 @@ impl Ping {
         serde_json::to_vec(&pong).expect("a Pong is valid JSON")
     }
 }
-// ANCHOR_END: ping
 
 impl RpcError {
     /// An error with `code` and `message`, and nothing in `details`.

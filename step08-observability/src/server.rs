@@ -354,7 +354,6 @@ async fn serve_connection(
     // Made once, not on each turn of the loop, which is the hot path.
     let stopping = stop.cancelled();
     tokio::pin!(stopping);
-    // ANCHOR: idle
     // Idle: no call of this connection runs, and none has since
     // `idle_since`, when the peer last sent a request or the last call
     // ended. The timer is not moved at each request, the hot path: when it
@@ -364,7 +363,6 @@ async fn serve_connection(
     let idle_timeout = heartbeat::sane(idle_timeout);
     let idle = time::sleep(idle_timeout);
     tokio::pin!(idle);
-    // ANCHOR_END: idle
 
     loop {
         tokio::select! {
@@ -451,7 +449,6 @@ async fn serve_connection(
             }
             // The server is shutting down: run no more, finish the rest.
             () = &mut stopping => return shutdown::drain(requests, answers, writer, frames).await,
-            // ANCHOR: idle_close
             () = &mut idle => {
                 // A call still running: not idle. Or not idle for long
                 // enough yet. Either way, look again when it could be.
@@ -469,7 +466,6 @@ async fn serve_connection(
                 return shutdown::drain_within(drain_timeout, requests, answers, writer, frames)
                     .await;
             }
-            // ANCHOR_END: idle_close
         }
     }
     // The peer hung up between frames: it is done with this connection.

@@ -285,7 +285,10 @@ pub fn normalise(transcript: &str) -> String {
     let text = port.replace_all(transcript, "127.0.0.1:PORT");
     let text = timestamp.replace_all(&text, "<when>");
     let text = latency.replace_all(&text, "latency_us=<time>");
-    duration.replace_all(&text, "<time>").into_owned()
+    let text = duration.replace_all(&text, "<time>");
+    // A table's column of times was padded to each one's width.
+    let padded = Regex::new(r" {2,}<time>").unwrap();
+    padded.replace_all(&text, " <time>").into_owned()
 }
 
 #[cfg(test)]
@@ -304,5 +307,7 @@ mod tests {
             normalise(log),
             "<when>  WARN call: failed latency_us=<time>\n"
         );
+        let row = "add       10007  OK 10007           28µs    1.5ms\n";
+        assert_eq!(normalise(row), "add       10007  OK 10007 <time> <time>\n");
     }
 }
