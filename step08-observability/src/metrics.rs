@@ -9,8 +9,8 @@
 //! starts: a peer naming methods we do not have cannot grow it.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -30,9 +30,9 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// A server's numbers. Shared by every connection through an `Arc`.
 pub struct Metrics {
     /// Connections being served now.
-    connections_open: Arc<AtomicU64>,
+    connections_open: AtomicU64,
     /// Calls read and not yet answered (nor cancelled), on all connections.
-    calls_in_flight: Arc<AtomicU64>,
+    calls_in_flight: AtomicU64,
     /// Each method's numbers, by its name's place in `names`.
     names: Vec<String>,
     methods: Vec<Mutex<MethodStats>>,
@@ -57,21 +57,21 @@ impl Metrics {
             .map(|_| Mutex::new(MethodStats::new()))
             .collect();
         Metrics {
-            connections_open: Arc::default(),
-            calls_in_flight: Arc::default(),
+            connections_open: AtomicU64::new(0),
+            calls_in_flight: AtomicU64::new(0),
             names,
             methods,
         }
     }
 
     /// Counts a connection open until the returned guard is dropped.
-    pub fn connection_opened(&self) -> Gauged {
+    pub fn connection_opened(&self) -> Gauged<'_> {
         Gauged::up(&self.connections_open)
     }
 
     /// Counts a call in flight until the returned guard is dropped: however
     /// the call ends, answered or cancelled with its connection.
-    pub fn call_started(&self) -> Gauged {
+    pub fn call_started(&self) -> Gauged<'_> {
         Gauged::up(&self.calls_in_flight)
     }
 
@@ -133,17 +133,18 @@ impl MethodStats {
     }
 }
 
-/// One count in a gauge, taken back when dropped.
-pub struct Gauged(Arc<AtomicU64>);
+/// One count in a gauge, taken back when dropped. It borrows the gauge: a
+/// task that owns an `Arc` of the metrics can hold one across `.await`s.
+pub struct Gauged<'a>(&'a AtomicU64);
 
-impl Gauged {
-    fn up(gauge: &Arc<AtomicU64>) -> Gauged {
+impl Gauged<'_> {
+    fn up(gauge: &AtomicU64) -> Gauged<'_> {
         gauge.fetch_add(1, Ordering::Relaxed);
-        Gauged(Arc::clone(gauge))
+        Gauged(gauge)
     }
 }
 
-impl Drop for Gauged {
+impl Drop for Gauged<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

@@ -223,7 +223,8 @@ pub async fn run(
         let span = info_span!("connection", %peer);
         let connection = async move {
             let _permit = permit;
-            let _open = shared.metrics.connection_opened();
+            let metrics = Arc::clone(&shared.metrics);
+            let _open = metrics.connection_opened();
             debug!("connected");
             let served = tokio::select! {
                 served = serve_connection(
