@@ -175,7 +175,9 @@ fn lines_until(log: &mpsc::Receiver<String>, last: &str) -> Vec<String> {
 
 #[test]
 fn json_logs_carry_each_call_s_fields_in_its_span() {
-    let (_server, addr, log) = server_logging("step08=debug", &["--log-format", "json"]);
+    // `RUST_LOG=stepNN=debug`, as the chapter says: this crate, at debug.
+    let filter = format!("{}=debug", env!("CARGO_PKG_NAME").replace('-', "_"));
+    let (_server, addr, log) = server_logging(&filter, &["--log-format", "json"]);
     let mut stream = testkit::connect(addr);
     let peer = stream.local_addr().unwrap().to_string();
     call(
