@@ -90,31 +90,39 @@ fn slow_calls_are_logged_at_the_default_level() {
         &mut stream,
         json!({"id": 1, "method": "add", "params": {"a": 1, "b": 2}}),
     );
+    // Half a second is not slow; 1.1 s is, answered or not.
+    let quick = json!({"id": 3, "method": "sleep", "params": {"ms": 500}});
+    assert_eq!(call(&mut stream, quick)["result"], 500);
     let slow = json!({"id": 2, "method": "sleep", "params": {"ms": 1100}});
     assert_eq!(call(&mut stream, slow)["result"], 1100);
+    let late = json!({"timeout_ms": 1050});
+    let failed = json!({"id": 4, "method": "sleep", "params": {"ms": 1100}, "meta": late});
+    assert_eq!(call(&mut stream, failed)["error"]["code"], "TIMEOUT");
     let mut seen = Vec::new();
-    let slow = loop {
-        let line = log
-            .recv_timeout(STUCK)
-            .unwrap_or_else(|_| panic!("no slow call in {seen:#?}"));
+    let mut slow_lines = Vec::new();
+    while slow_lines.len() < 2 {
+        let line = (log.recv_timeout(STUCK))
+            .unwrap_or_else(|_| panic!("not two slow calls in {seen:#?} {slow_lines:#?}"));
         if line.contains("slow") {
-            break line;
+            slow_lines.push(line);
+        } else {
+            seen.push(line);
         }
-        seen.push(line);
-    };
-    assert!(slow.contains("WARN"), "{slow}");
-    assert!(
-        slow.contains(r#"call{request_id=2 method="sleep"}"#),
-        "{slow}"
-    );
-    let latency = slow
-        .split("latency_us=")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next());
-    let latency: u64 = latency
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{slow}"));
-    assert!(latency >= 1_100_000, "{slow}");
-    assert!(seen.iter().all(|line| !line.contains("add")), "{seen:#?}");
+    }
+    for (slow, id) in slow_lines.iter().zip([2, 4]) {
+        assert!(slow.contains("WARN"), "{slow}");
+        let span = format!(r#"call{{request_id={id} method="sleep"}}"#);
+        assert!(slow.contains(&span), "{slow}");
+        let latency = slow
+            .split("latency_us=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next());
+        let latency: u64 = latency
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{slow}"));
+        assert!(latency >= 1_050_000, "{slow}");
+    }
+    let quick = |line: &&String| line.contains("add") || line.contains("request_id=3");
+    assert!(!seen.iter().any(|line| quick(&line)), "{seen:#?}");
 }
 // ANCHOR_END: slow_calls

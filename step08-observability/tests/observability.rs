@@ -119,12 +119,20 @@ fn health_needs_no_token_but_stats_does() {
     assert_eq!(health["result"], json!({"status": "serving"}), "{health}");
     let stats = call(&mut stream, json!({"id": 2, "method": "stats"}));
     assert_eq!(stats["error"]["code"], "UNAUTHORIZED", "{stats}");
+    // A stranger's calls count under OTHER, not under the methods named.
+    let add = json!({"id": 4, "method": "add", "params": {"a": 1, "b": 2}});
+    assert_eq!(call(&mut stream, add)["error"]["code"], "UNAUTHORIZED");
+    let late = json!({"id": 5, "method": "add", "meta": {"timeout_ms": 0}});
+    assert_eq!(call(&mut stream, late)["error"]["code"], "TIMEOUT");
     let token = json!({"token": "secret"});
     let stats = call(
         &mut stream,
         json!({"id": 3, "method": "stats", "meta": token}),
     );
     assert_eq!(stats["ok"], true, "{stats}");
+    let strangers = json!([3, {"TIMEOUT": 1, "UNAUTHORIZED": 2}]);
+    let counts = counts(&stats["result"]);
+    assert_eq!(counts, json!({"health": [1, {"OK": 1}], OTHER: strangers}));
 }
 
 #[test]
@@ -201,8 +209,10 @@ fn json_logs_carry_each_call_s_fields_in_its_span() {
     // The event of call `id`, with `message`, and the call's span in it.
     let event = |id: u64, message: &str| {
         let found = events.iter().find(|event| {
-            event["span"]["request_id"] == id
-                && (event["fields"]["message"].as_str()).is_some_and(|m| m.contains(message))
+            let says = |field: &str| {
+                (event["fields"][field].as_str()).is_some_and(|m| m.contains(message))
+            };
+            event["span"]["request_id"] == id && (says("message") || says("panic"))
         });
         found.unwrap_or_else(|| panic!("no {message:?} for call {id} in {events:#?}"))
     };
