@@ -402,7 +402,15 @@ async fn serve_connection(
                     Err((id, _)) => (*id, metrics::OTHER),
                 };
                 let span = info_span!("call", request_id = id, method);
-                let index = shared.metrics.method_index(method);
+                // Counted under its method only with the token (which
+                // `health` needs not): a stranger must not be able to fill
+                // the rows of the real methods.
+                let index = match &parsed {
+                    Ok(r) if r.method == HEALTH || shared.methods.is_authorized(r) => {
+                        shared.metrics.method_index(method)
+                    }
+                    _ => shared.metrics.method_index(metrics::OTHER),
+                };
                 let (shared, answers) = (Arc::clone(&shared), answers.clone());
                 let call = async move {
                     let in_flight = shared.metrics.call_started();
@@ -421,9 +429,12 @@ async fn serve_connection(
                     shared.metrics.record(index, code, started.elapsed());
                     log_answer(&response, started.elapsed());
                     drop(in_flight);
+                    // Only the encoded answer waits for room in the queue.
+                    let answer = encode(&response);
+                    drop(response);
                     // Fails only if the writer has gone, and with it the
                     // connection: nobody to answer.
-                    let _ = answers.send(encode(&response)).await;
+                    let _ = answers.send(answer).await;
                 };
                 let mut call = Box::pin(call.instrument(span));
                 // ANCHOR_END: call_span
@@ -529,14 +540,18 @@ fn health(id: u64) -> Response {
 
 // ANCHOR: log_answer
 /// Logs how a call ended, with its code and its latency in microseconds:
-/// a failure the server's operator should look into (`INTERNAL`, `TIMEOUT`)
-/// as a warning; the rest, the callers' own mistakes among them, at debug,
-/// so that a peer cannot fill the log at the default level.
+/// a failure the server's operator should look into (`INTERNAL`, or a
+/// `TIMEOUT` while the method ran) as a warning; the rest, the callers'
+/// own mistakes among them, at debug, so that a peer cannot fill the log
+/// at the default level. A `TIMEOUT` before the method ran is the caller's
+/// choice of deadline, and is answered before the token is checked: at
+/// warn, a stranger could write a line per request.
 fn log_answer(response: &Response, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    let ran_out = |e: &RpcError| e.code == ErrorCode::Timeout && e.message.contains("while");
     match &response.error {
         None => debug!(latency_us, "answered"),
-        Some(e) if matches!(e.code, ErrorCode::Internal | ErrorCode::Timeout) => {
+        Some(e) if e.code == ErrorCode::Internal || ran_out(e) => {
             warn!(code = %e.code, latency_us, error = clip(&e.message), "failed");
         }
         Some(e) => debug!(code = %e.code, latency_us, error = clip(&e.message), "failed"),
