@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,10 +42,11 @@ const LOG_QUEUE: usize = 1024;
 /// `non_blocking`, step 7's log thread as a crate). When the queue is full,
 /// lines are dropped; a failed write is ignored.
 pub fn init(format: LogFormat) -> anyhow::Result<LogGuard> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) => EnvFilter::try_new(directives).context("RUST_LOG")?,
-        Err(_) => EnvFilter::new("info"),
-    };
+    // Unset or empty: `info`. Directives that do not parse are an error.
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+        .context("RUST_LOG")?;
     let (stderr, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE)
         .lossy(true)

@@ -33,7 +33,7 @@ use tokio::time::{self, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, error_span, info, warn};
 
 use crate::frame::{FrameCodec, MAX_FRAME_LEN, write_frames};
 use crate::lock;
@@ -219,8 +219,10 @@ pub async fn run(
         // One task per connection: the reason one slow or hostile peer
         // cannot block the others. A task cannot fail to start the way a
         // thread can; it costs memory, like everything else here.
-        // Its span names the peer in every line logged while serving it.
-        let span = info_span!("connection", %peer);
+        // Its span names the peer in every line logged while serving it. At
+        // `error`, the highest level, so that no filter that lets a line
+        // through leaves its span out.
+        let span = error_span!("connection", %peer);
         let connection = async move {
             let _permit = permit;
             let metrics = Arc::clone(&shared.metrics);
@@ -401,13 +403,13 @@ async fn serve_connection(
                     Ok(request) => (Some(request.id), clip(&request.method)),
                     Err((id, _)) => (*id, metrics::OTHER),
                 };
-                let span = info_span!("call", request_id = id, method);
+                let span = error_span!("call", request_id = id, method);
                 // Counted under its method only with the token (which
                 // `health` needs not): a stranger must not be able to fill
                 // the rows of the real methods.
                 let index = match &parsed {
                     Ok(r) if r.method == HEALTH || shared.methods.is_authorized(r) => {
-                        shared.metrics.method_index(method)
+                        shared.metrics.method_index(&r.method)
                     }
                     _ => shared.metrics.method_index(metrics::OTHER),
                 };
@@ -426,8 +428,9 @@ async fn serve_connection(
                     // Counted before it is sent: a caller that has its
                     // answer finds it in the stats it asks for next.
                     let code = response.error.as_ref().map(|error| error.code);
-                    shared.metrics.record(index, code, started.elapsed());
-                    log_answer(&response, started.elapsed());
+                    let latency = started.elapsed();
+                    shared.metrics.record(index, code, latency);
+                    log_answer(&response, latency);
                     drop(in_flight);
                     // Only the encoded answer waits for room in the queue.
                     let answer = encode(&response);

@@ -235,31 +235,33 @@ fn json_logs_carry_each_call_s_fields_in_its_span() {
 
 #[test]
 fn the_default_level_logs_failures_and_panics_not_answers() {
-    let (_server, addr, log) = server_logging("info", &[]);
-    let mut stream = testkit::connect(addr);
-    call(
-        &mut stream,
-        json!({"id": 1, "method": "add", "params": {"a": 1, "b": 2}}),
-    );
-    call(
-        &mut stream,
-        json!({"id": 2, "method": "divide", "params": {"a": 1, "b": 0}}),
-    );
-    call(&mut stream, json!({"id": 3, "method": "explode"}));
-    let lines = lines_until(&log, "code=INTERNAL");
-    let text = lines.join("\n");
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(
-        !text.contains("answered") && !text.contains("BAD_REQUEST"),
-        "{text}"
-    );
-    let panic = &lines[0];
-    assert!(
-        panic.contains("ERROR") && panic.contains("panics on purpose"),
-        "{panic}"
-    );
-    assert!(
-        panic.contains(r#"call{request_id=3 method="explode"}"#),
-        "{panic}"
-    );
+    // At `warn` too: the spans are at `error`, so no line loses them.
+    for level in ["info", "warn"] {
+        let (_server, addr, log) = server_logging(level, &[]);
+        let mut stream = testkit::connect(addr);
+        let add = json!({"id": 1, "method": "add", "params": {"a": 1, "b": 2}});
+        call(&mut stream, add);
+        let zero = json!({"id": 2, "method": "divide", "params": {"a": 1, "b": 0}});
+        call(&mut stream, zero);
+        // Late before it ran: the caller's choice, not the server's trouble.
+        let late = json!({"id": 4, "method": "sleep", "meta": {"timeout_ms": 0}});
+        assert_eq!(call(&mut stream, late)["error"]["code"], "TIMEOUT");
+        call(&mut stream, json!({"id": 3, "method": "explode"}));
+        let lines = lines_until(&log, "code=INTERNAL");
+        let text = lines.join("\n");
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            !text.contains("answered") && !text.contains("BAD_REQUEST"),
+            "{text}"
+        );
+        let panic = &lines[0];
+        assert!(
+            panic.contains("ERROR") && panic.contains("panics on purpose"),
+            "{panic}"
+        );
+        assert!(
+            panic.contains(r#"call{request_id=3 method="explode"}"#),
+            "{panic}"
+        );
+    }
 }
