@@ -1,0 +1,145 @@
+//! A load generator: calls `add` as fast as it can for a while and reports
+//! throughput and latency in one line that every step prints the same way.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::client::{CallError, Client, ClientConfig};
+use crate::service::ServiceCalls;
+
+/// What one load run measured.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// How many calls were kept in flight at once.
+    pub inflight: usize,
+    /// How long the run lasted, measured.
+    pub elapsed: Duration,
+    /// The latency of every completed call, sorted, in microseconds.
+    latencies_us: Vec<u64>,
+}
+
+impl LoadReport {
+    /// A report from unsorted latencies.
+    pub fn new(inflight: usize, elapsed: Duration, mut latencies_us: Vec<u64>) -> LoadReport {
+        latencies_us.sort_unstable();
+        LoadReport {
+            inflight,
+            elapsed,
+            latencies_us,
+        }
+    }
+
+    /// Completed calls.
+    pub fn calls(&self) -> usize {
+        self.latencies_us.len()
+    }
+
+    /// The latency below which `percent`% of calls completed (nearest rank).
+    pub fn percentile_us(&self, percent: usize) -> u64 {
+        let n = self.latencies_us.len();
+        if n == 0 {
+            return 0;
+        }
+        let rank = (n * percent).div_ceil(100).clamp(1, n);
+        self.latencies_us[rank - 1]
+    }
+}
+
+impl fmt::Display for LoadReport {
+    /// `RESULT tool=stepNN mode=seq inflight=1 calls=.. secs=.. cps=.. p50_us=.. p99_us=.. max_us=..`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // "stepNN" from "stepNN-name": the line names the step without
+        // each step having to edit this file.
+        let tool = env!("CARGO_PKG_NAME").split('-').next().unwrap_or("?");
+        let mode = if self.inflight == 1 { "seq" } else { "conc" };
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "RESULT tool={tool} mode={mode} inflight={} calls={} secs={secs:.2} cps={:.0} \
+             p50_us={} p99_us={} max_us={}",
+            self.inflight,
+            self.calls(),
+            self.calls() as f64 / secs,
+            self.percentile_us(50),
+            self.percentile_us(99),
+            self.latencies_us.last().copied().unwrap_or(0),
+        )
+    }
+}
+
+/// Runs `add` calls against `addr` from `inflight` tasks sharing one
+/// connection, for `duration`, sending `token` with each if there is one.
+pub async fn run(
+    addr: SocketAddr,
+    inflight: usize,
+    duration: Duration,
+    token: Option<String>,
+) -> Result<LoadReport, CallError> {
+    let inflight = inflight.max(1);
+    // Each task has at most one call pending, so this bound is never hit.
+    let config = ClientConfig {
+        max_pending: inflight,
+        token,
+        ..ClientConfig::default()
+    };
+    let client = connect_patiently(addr, config).await?;
+    let start = Instant::now();
+    let mut workers = JoinSet::new();
+    for _ in 0..inflight {
+        workers.spawn(worker(client.clone(), duration));
+    }
+    let mut latencies_us = Vec::new();
+    while let Some(mine) = workers.join_next().await {
+        latencies_us.extend(mine.expect("a load worker panicked")?);
+    }
+    Ok(LoadReport::new(inflight, start.elapsed(), latencies_us))
+}
+
+/// Connects, trying again for up to 5 s while the connection is refused:
+/// a benchmark script may start the server and the load together.
+async fn connect_patiently(addr: SocketAddr, config: ClientConfig) -> Result<Client, CallError> {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Client::connect_with(addr, config.clone()).await {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            connected => return Ok(connected?),
+        }
+    }
+}
+
+/// One task making one call after another for `duration`.
+async fn worker(client: Client, duration: Duration) -> Result<Vec<u64>, CallError> {
+    // The clock starts once connected, so a slow start never means 0 calls.
+    let deadline = Instant::now() + duration;
+    let mut latencies_us = Vec::new();
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        client.add(1.0, 2.0).await?;
+        latencies_us.push(sent.elapsed().as_micros() as u64);
+    }
+    Ok(latencies_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let report = |latencies: Vec<u64>| LoadReport::new(1, Duration::from_secs(1), latencies);
+        let one = report(vec![7]);
+        assert_eq!((one.percentile_us(50), one.percentile_us(99)), (7, 7));
+        let hundred = report((1..=100).rev().collect());
+        assert_eq!(hundred.percentile_us(50), 50);
+        assert_eq!(hundred.percentile_us(99), 99);
+        assert_eq!(hundred.percentile_us(100), 100);
+        assert_eq!(report(vec![]).percentile_us(50), 0);
+    }
+}
