@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
 use tokio::time::{self, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::task::AbortOnDropHandle;
@@ -126,6 +126,14 @@ impl CallError {
             CallError::BadResponse(_) | CallError::TooManyPending | CallError::Timeout => false,
         }
     }
+
+    /// How long a busy server that shed the call asked to be left alone.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::Server(error) => error.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 /// How a client behaves. [`Client::connect`] uses `ClientConfig::default()`.
@@ -165,6 +173,10 @@ pub struct ClientConfig {
     /// The token to send in `meta.token` of every request, for a server
     /// that requires one. Default: `None`, none sent.
     pub token: Option<String>,
+    /// Whether a call made while `max_pending` calls wait waits for one of
+    /// them to finish (until its deadline) instead of failing at once with
+    /// [`CallError::TooManyPending`]. Default: `false`.
+    pub wait_for_room: bool,
 }
 
 /// A pause of the retry loop, as [`ClientConfig::sleep`] makes it.
@@ -211,6 +223,7 @@ impl Default for ClientConfig {
             sleep: Arc::new(|pause| Box::pin(time::sleep(pause))),
             uniform: Arc::new(random_uniform),
             token: None,
+            wait_for_room: false,
         }
     }
 }
@@ -468,7 +481,52 @@ struct Shared {
     /// The current connection. A dead one stays here, marked closed in its
     /// table, until the next attempt of any call replaces it.
     connection: Mutex<Arc<Connection>>,
+    /// A place per call that may wait at once, taken by every call when
+    /// `config.wait_for_room` says so.
+    room: Semaphore,
+    /// The retries this client may still make.
+    retries: RetryBudget,
 }
+
+// ANCHOR: retry_budget
+/// Retries across all of a client's calls, as a token bucket: each call
+/// puts in a fifth of a retry, each retry takes out a whole one, and at
+/// most ten are saved up. So retries add at most a fifth to what the
+/// client sends, past a burst of ten: when a server is overloaded, every
+/// caller retrying each call four times would send it four times the load
+/// that overloaded it. A retry the budget cannot pay for is not made, and
+/// the caller gets the error.
+#[derive(Debug)]
+struct RetryBudget {
+    /// Tenths of a retry.
+    tenths: AtomicU64,
+}
+
+impl RetryBudget {
+    const DEPOSIT: u64 = 2;
+    const WITHDRAWAL: u64 = 10;
+    const MOST: u64 = 100;
+
+    fn new() -> RetryBudget {
+        RetryBudget {
+            tenths: AtomicU64::new(Self::MOST),
+        }
+    }
+
+    fn deposit(&self) {
+        let add = |tenths: u64| Some((tenths + Self::DEPOSIT).min(Self::MOST));
+        let _ = (self.tenths).fetch_update(Ordering::Relaxed, Ordering::Relaxed, add);
+    }
+
+    /// Takes out one retry, if there is one to take.
+    fn withdraw(&self) -> bool {
+        let take = |tenths: u64| tenths.checked_sub(Self::WITHDRAWAL);
+        (self.tenths)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+            .is_ok()
+    }
+}
+// ANCHOR_END: retry_budget
 
 impl Client {
     /// Connects to a server, with the default [`ClientConfig`].
@@ -488,6 +546,8 @@ impl Client {
             // Reconnects go to the address that answered this time.
             addr: stream.peer_addr()?,
             connection: Mutex::new(Client::start_connection(stream, &config)?),
+            room: Semaphore::new(config.max_pending),
+            retries: RetryBudget::new(),
             config,
         };
         Ok(Client {
@@ -603,6 +663,12 @@ impl Client {
         let year = Duration::from_secs(365 * 24 * 60 * 60);
         let deadline = start.checked_add(timeout).unwrap_or(start + year);
         let may_resend = options.idempotent || options.retry_non_idempotent;
+        // A place among the calls that may wait, if told to wait for one.
+        let _place = match config.wait_for_room {
+            true => Some(self.room(deadline).await?),
+            false => None,
+        };
+        self.shared.retries.deposit();
         let mut attempts = 1;
         loop {
             let attempt = self.attempt(method, &params, options.idempotent, deadline);
@@ -611,15 +677,28 @@ impl Client {
                 Err(failure) => failure,
             };
             let retry = error.is_transient() && (sent == Sent::No || may_resend);
-            if !retry || attempts >= config.retry.max_attempts {
+            if !retry || attempts >= config.retry.max_attempts || !self.shared.retries.withdraw() {
                 return Err(error);
             }
-            let pause = config.retry.backoff(attempts, (config.uniform)());
+            // A busy server says how long to stay away: at least that, and
+            // the backoff's jitter on top, so that the callers it shed at
+            // once do not all come back at once.
+            let hint = error.retry_after().unwrap_or_default();
+            let pause = hint + config.retry.backoff(attempts, (config.uniform)());
             debug!(method, attempts, ?pause, "retrying after: {error}");
             // A pause past the deadline is cut short at it, and the next
             // attempt ends the call with `Timeout` without sending anything.
             (config.sleep)(pause.min(time_left(deadline))).await;
             attempts += 1;
+        }
+    }
+
+    /// A place among the `max_pending` calls that may wait, waited for
+    /// until `deadline`.
+    async fn room(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, CallError> {
+        match time::timeout_at(deadline, self.shared.room.acquire()).await {
+            Ok(place) => Ok(place.expect("the semaphore is never closed")),
+            Err(_elapsed) => Err(CallError::Timeout),
         }
     }
 
@@ -685,8 +764,11 @@ impl Client {
         // an answer that comes after all finds nobody waiting, and is
         // dropped and counted.
         match time::timeout_at(deadline, &mut call.answer).await {
-            // A server going away refused it: it did not run.
-            Ok(Ok(Err(CallError::Server(error)))) if error.is_going_away() => {
+            // A server going away refused it, or a busy one shed it: it
+            // did not run.
+            Ok(Ok(Err(CallError::Server(error))))
+                if error.is_going_away() || error.retry_after().is_some() =>
+            {
                 Err(unsent(CallError::Server(error)))
             }
             Ok(Ok(answer)) => answer.map_err(sent),
