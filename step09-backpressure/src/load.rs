@@ -6,10 +6,11 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{CallError, Client, ClientConfig};
+use crate::client::{CallError, CallOptions, Client, ClientConfig, RetryPolicy};
 use crate::service::ServiceCalls;
 
 /// What one load run measured.
@@ -126,6 +127,89 @@ async fn worker(client: Client, duration: Duration) -> Result<Vec<u64>, CallErro
     }
     Ok(latencies_us)
 }
+
+// ANCHOR: flood
+/// What a flood measured: the calls that ran, and the ones that did not.
+#[derive(Debug)]
+pub struct FloodReport {
+    /// The calls answered with their result, and how long each took.
+    pub ran: LoadReport,
+    /// The calls shed by the server, not run.
+    pub shed: usize,
+    /// The calls that ran out of time: their caller got nothing.
+    pub timed_out: usize,
+}
+
+impl fmt::Display for FloodReport {
+    /// `RESULT tool=stepNN mode=flood ... goodput=.. shed=.. timed_out=..`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.ran.to_string().replace("mode=conc", "mode=flood");
+        let (shed, late) = (self.shed, self.timed_out);
+        write!(f, "{line} shed={shed} timed_out={late}")
+    }
+}
+
+/// Floods `addr` with `hash` calls of `rounds` rounds from `inflight`
+/// tasks on one connection, for `duration`; each call has `deadline`, and
+/// none is retried. A task whose call is shed waits the server's hint
+/// before its next call, as a client should. `calls` and `cps` in the
+/// report count the calls that ran: the goodput.
+pub async fn flood(
+    addr: SocketAddr,
+    inflight: usize,
+    duration: Duration,
+    (rounds, deadline): (u32, Duration),
+    token: Option<String>,
+) -> Result<FloodReport, CallError> {
+    let config = ClientConfig {
+        max_pending: inflight,
+        token,
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+        ..ClientConfig::default()
+    };
+    let client = connect_patiently(addr, config).await?;
+    let start = Instant::now();
+    let mut workers = JoinSet::new();
+    for _ in 0..inflight.max(1) {
+        let client = client.clone();
+        workers.spawn(async move {
+            let (mut ran, mut shed, mut timed_out) = (Vec::new(), 0, 0);
+            let options = CallOptions {
+                timeout: Some(deadline),
+                ..CallOptions::default()
+            };
+            let params = json!({ "text": "flood", "rounds": rounds });
+            let end = Instant::now() + duration;
+            while Instant::now() < end {
+                let sent = Instant::now();
+                match client.call_with("hash", params.clone(), &options).await {
+                    Ok(_) => ran.push(sent.elapsed().as_micros() as u64),
+                    Err(e) if e.retry_after().is_some() => {
+                        shed += 1;
+                        tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+                    }
+                    Err(_) => timed_out += 1,
+                }
+            }
+            (ran, shed, timed_out)
+        });
+    }
+    let mut report = (Vec::new(), 0, 0);
+    while let Some(mine) = workers.join_next().await {
+        let (ran, shed, timed_out) = mine.expect("a flood worker panicked");
+        report.0.extend(ran);
+        (report.1, report.2) = (report.1 + shed, report.2 + timed_out);
+    }
+    Ok(FloodReport {
+        ran: LoadReport::new(inflight, start.elapsed(), report.0),
+        shed: report.1,
+        timed_out: report.2,
+    })
+}
+// ANCHOR_END: flood
 
 #[cfg(test)]
 mod tests {

@@ -148,6 +148,7 @@ pub async fn run(
         // What the limits hold back, server-wide, now.
         stats["handlers_running"] = json!(max_handlers - running.available_permits());
         stats["bytes_held"] = json!(held.held());
+        stats["max_handlers"] = json!(max_handlers);
         async move { Ok(stats) }
     });
     // Shared by every task that serves requests.

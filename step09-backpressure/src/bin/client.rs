@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use step09_backpressure::client::{
     CallError, CallOptions, Client, ClientConfig, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    RetryPolicy,
 };
 use step09_backpressure::load;
 use step09_backpressure::logging::{self, LogFormat};
@@ -49,6 +50,22 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
     },
+    /// Flood the server with `hash` calls, none retried, and print one
+    /// `RESULT` line: the goodput, and how many were shed or timed out.
+    Flood {
+        /// Calls in flight at once, all on one connection.
+        #[arg(long, default_value_t = 640)]
+        inflight: usize,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Rounds of hashing per call: the work each call asks for.
+        #[arg(long, default_value_t = 100_000)]
+        rounds: u32,
+        /// Each call's deadline, in seconds.
+        #[arg(long, default_value_t = 0.25)]
+        deadline: f64,
+    },
     /// Make one call and print its result, e.g. `call sleep '{"ms":5000}'`:
     /// a call in flight while you stop the server with Ctrl-C.
     Call {
@@ -83,6 +100,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { inflight, secs } => {
             let duration = Duration::try_from_secs_f64(secs).context("--secs")?;
             println!("{}", load::run(addr, inflight, duration, args.token).await?);
+            Ok(())
+        }
+        Command::Flood {
+            inflight,
+            secs,
+            rounds,
+            deadline,
+        } => {
+            let duration = Duration::try_from_secs_f64(secs).context("--secs")?;
+            let deadline = Duration::try_from_secs_f64(deadline).context("--deadline")?;
+            let work = (rounds, deadline);
+            println!(
+                "{}",
+                load::flood(addr, inflight, duration, work, args.token).await?
+            );
             Ok(())
         }
         Command::Call {
@@ -209,8 +241,56 @@ async fn demo(addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     println!("add(1, 1) = {sum} (same connection, after the error)");
     retries_and_deadlines(&client).await?;
     more_error_codes(&client, addr, token.is_some()).await?;
-    many_calls_at_once(&client, addr, token).await?;
-    observability(&client).await
+    many_calls_at_once(&client, addr, token.clone()).await?;
+    observability(&client).await?;
+    flood(&client, addr, token).await
+}
+
+/// This step's part of the demo: ten times as many slow calls at once as
+/// the server runs, from a client that does not retry. The excess is shed
+/// at once; every call admitted succeeds; `health` answers meanwhile.
+async fn flood(client: &Client, addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
+    let stats = client.call("stats", Value::Null).await?;
+    let handlers = stats["max_handlers"].as_u64().unwrap_or(u64::MAX) as usize;
+    if handlers > 100 {
+        println!(
+            "the server runs {handlers} calls at once: start it with --max-handlers 64 for a flood"
+        );
+        return Ok(());
+    }
+    let calls = 10 * handlers;
+    let config = ClientConfig {
+        max_pending: calls,
+        token,
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+        ..ClientConfig::default()
+    };
+    let flood = Client::connect_with(addr, config).await?;
+    let start = Instant::now();
+    let mut sleeps = JoinSet::new();
+    for _ in 0..calls {
+        let flood = flood.clone();
+        sleeps.spawn(async move { (flood.sleep(1000).await, start.elapsed()) });
+    }
+    let (mut ran, mut shed, mut last_shed) = (0, 0, Duration::ZERO);
+    while let Some(done) = sleeps.join_next().await {
+        match done? {
+            (Ok(_), _) => ran += 1,
+            (Err(e), at) if e.retry_after().is_some() => (shed, last_shed) = (shed + 1, at),
+            (Err(e), _) => bail!("a call of the flood failed: {e}"),
+        }
+    }
+    println!(
+        "{calls} sleep(1000) at once against {handlers} handlers: {ran} ran, \
+         {shed} shed with SERVER_BUSY, the last of them after {last_shed:.0?}"
+    );
+    if ran != handlers || shed != calls - handlers {
+        bail!("{handlers} should have run and the rest been shed");
+    }
+    Ok(())
 }
 
 /// This step's part of the demo: `health`, and the server's numbers for

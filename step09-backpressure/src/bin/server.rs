@@ -25,6 +25,10 @@ struct Args {
     /// The most connections served at once; one more is closed at once.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// The most calls running at once, all connections together; one more
+    /// is shed, answered SERVER_BUSY without running.
+    #[arg(long, default_value_t = Limits::default().max_handlers)]
+    max_handlers: usize,
     /// On Ctrl-C or SIGTERM, or when a connection is idle, how many
     /// seconds calls already read may take to finish before they are
     /// cancelled.
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = ServerConfig::default();
     config.limits.max_connections = args.max_connections;
+    config.limits.max_handlers = args.max_handlers;
     config.drain_timeout = drain_timeout;
     config.idle_timeout = idle_timeout;
     let shutdown = async {
