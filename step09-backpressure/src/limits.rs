@@ -81,7 +81,8 @@ impl Budget {
         self.held() >= self.max
     }
 
-    /// Waits until some bytes are given back (or were, since the last wait).
+    /// Waits until bytes are given back that were over the most (or were,
+    /// since the last wait).
     pub async fn given_back(&self) {
         self.given_back.notified().await;
     }
@@ -95,23 +96,27 @@ impl Budget {
     }
 
     fn give_back(&self, bytes: usize) {
-        self.held.fetch_sub(bytes, Ordering::Relaxed);
-        self.given_back.notify_one();
+        let before = self.held.fetch_sub(bytes, Ordering::Relaxed);
+        // Only a spent budget has a reader waiting for it; the hot path,
+        // well within it, does not pay for the wake-up.
+        if before >= self.max {
+            self.given_back.notify_one();
+        }
     }
 }
 
-/// Bytes charged against a connection's budget and the server's, given
-/// back to both when dropped.
+/// A request's bytes, charged against its connection's budget and the
+/// server's while its call runs, and given back to both when dropped.
 #[derive(Debug)]
-pub struct Charge {
-    budgets: [Arc<Budget>; 2],
+pub struct Charge<'a> {
+    budgets: [&'a Budget; 2],
     bytes: usize,
 }
 
-impl Charge {
+impl<'a> Charge<'a> {
     /// Charges `bytes` against both budgets, if it fits within both; else
-    /// charges nothing. For a request: one that does not fit is shed.
-    pub fn try_new(connection: &Arc<Budget>, server: &Arc<Budget>, bytes: usize) -> Option<Charge> {
+    /// charges nothing, and the request is shed.
+    pub fn try_new(connection: &'a Budget, server: &'a Budget, bytes: usize) -> Option<Charge<'a>> {
         if !connection.try_add(bytes) {
             return None;
         }
@@ -119,45 +124,45 @@ impl Charge {
             connection.give_back(bytes);
             return None;
         }
-        let budgets = [Arc::clone(connection), Arc::clone(server)];
+        let budgets = [connection, server];
         Some(Charge { budgets, bytes })
-    }
-
-    /// Charges `bytes` against both budgets, over their most if need be.
-    /// For an answer: the call has run, and its caller is owed the answer;
-    /// the connection then reads nothing more until its peer has read.
-    pub fn new(connection: &Arc<Budget>, server: &Arc<Budget>, bytes: usize) -> Charge {
-        for budget in [connection, server] {
-            budget.held.fetch_add(bytes, Ordering::Relaxed);
-        }
-        let budgets = [Arc::clone(connection), Arc::clone(server)];
-        Charge { budgets, bytes }
     }
 }
 
-impl Drop for Charge {
+impl Drop for Charge<'_> {
     fn drop(&mut self) {
-        for budget in &self.budgets {
+        for budget in self.budgets {
             budget.give_back(self.bytes);
         }
     }
 }
 
-/// A frame on its way to the peer, with the bytes it holds charged until
-/// the writer has written it (and dropped it).
+/// A frame on its way to the peer, its bytes charged against its
+/// connection's budget and the server's until the writer has written it
+/// and dropped it.
 #[derive(Debug)]
 pub struct Outgoing {
     body: Vec<u8>,
-    _charge: Option<Charge>,
+    charged: Option<[Arc<Budget>; 2]>,
 }
 
 impl Outgoing {
-    /// `body`, charged against the connection's budget and the server's.
+    /// `body`, charged against both budgets, over their most if need be:
+    /// the call has run, and its caller is owed the answer. A connection
+    /// over its budget then reads nothing more until its peer has read.
     pub fn charged(body: Vec<u8>, connection: &Arc<Budget>, server: &Arc<Budget>) -> Outgoing {
-        let charge = Charge::new(connection, server, body.len());
-        Outgoing {
-            body,
-            _charge: Some(charge),
+        for budget in [connection, server] {
+            budget.held.fetch_add(body.len(), Ordering::Relaxed);
+        }
+        let charged = Some([Arc::clone(connection), Arc::clone(server)]);
+        Outgoing { body, charged }
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        for budget in self.charged.iter().flatten() {
+            budget.give_back(self.body.len());
         }
     }
 }
@@ -168,7 +173,7 @@ impl From<Vec<u8>> for Outgoing {
     fn from(body: Vec<u8>) -> Outgoing {
         Outgoing {
             body,
-            _charge: None,
+            charged: None,
         }
     }
 }
@@ -186,14 +191,15 @@ mod tests {
     #[test]
     fn a_charge_fits_both_budgets_or_takes_nothing_and_is_given_back_on_drop() {
         let (connection, server) = (Budget::new(100), Budget::new(150));
-        let first = Charge::try_new(&connection, &server, 60).unwrap();
+        let (connection, server) = (&*connection, &*server);
+        let first = Charge::try_new(connection, server, 60).unwrap();
         // Over the connection's budget: nothing charged anywhere.
-        assert!(Charge::try_new(&connection, &server, 41).is_none());
+        assert!(Charge::try_new(connection, server, 41).is_none());
         assert_eq!((connection.held(), server.held()), (60, 60));
         // Over the server's budget, shared with another connection.
         let other = Budget::new(100);
-        let second = Charge::try_new(&other, &server, 90).unwrap();
-        assert!(Charge::try_new(&connection, &server, 1).is_none());
+        let second = Charge::try_new(&other, server, 90).unwrap();
+        assert!(Charge::try_new(connection, server, 1).is_none());
         assert_eq!(
             (connection.held(), other.held(), server.held()),
             (60, 90, 150)
@@ -205,7 +211,7 @@ mod tests {
     #[test]
     fn an_answer_is_charged_over_the_budget_and_spends_it() {
         let (connection, server) = (Budget::new(100), Budget::new(1000));
-        let answer = Charge::new(&connection, &server, 250);
+        let answer = Outgoing::charged(vec![0; 250], &connection, &server);
         assert!(connection.is_spent() && !server.is_spent());
         drop(answer);
         assert!(!connection.is_spent());

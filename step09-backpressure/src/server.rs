@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{self, Instant};
 use tokio_util::codec::FramedRead;
@@ -390,11 +390,9 @@ async fn serve_connection(
                     Ok(Message::Request(request)) => Ok(request),
                     Err(error) => Err(error),
                 };
-                // Room for the call, or the reason it is shed.
-                let admitted = match &parsed {
-                    Ok(request) => admit(&shared, &budget, request, requests.len(), body.len()),
-                    Err(_) => Ok(None),
-                };
+                // What the call will hold, for the limits: its bytes, and a
+                // place among this connection's calls.
+                let (bytes, running) = (body.len(), requests.len());
                 // The frame's bytes are not kept while the call runs.
                 drop(body);
                 // A request, or an error to answer: work, so not idle.
@@ -413,16 +411,19 @@ async fn serve_connection(
                 let call = async move {
                     let in_flight = shared.metrics.call_started();
                     let started = Instant::now();
-                    let response = match (parsed, admitted) {
-                        (Ok(request), _) if request.method == HEALTH => health(request.id),
-                        (Ok(request), Err(limit)) => Response::busy(request.id, limit, RETRY_AFTER),
-                        // Its handler's place and its bytes are given back
-                        // as soon as it has its answer.
-                        (Ok(request), Ok(_room)) => call_before(&shared.methods, request).await,
+                    let response = match parsed {
+                        Ok(request) if request.method == HEALTH => health(request.id),
+                        // Admitted or shed at once, on the first poll, in
+                        // the loop: the handler's place and the bytes are
+                        // given back as soon as the call has its answer.
+                        Ok(request) => match admit(&shared, &budget, &request, running, bytes) {
+                            Ok(_room) => call_before(&shared.methods, request).await,
+                            Err(limit) => Response::busy(request.id, limit, RETRY_AFTER),
+                        },
                         // The frame was fine, its contents were not. The
                         // next frame starts right after this one, so the
                         // connection stays usable.
-                        (Err((id, error)), _) => Response::failure(id, error),
+                        Err((id, error)) => Response::failure(id, error),
                     };
                     // Counted before it is sent: a caller that has its
                     // answer finds it in the stats it asks for next.
@@ -446,8 +447,9 @@ async fn serve_connection(
                     requests.spawn(call);
                 }
             }
-            // Bytes given back: perhaps room to read again.
-            () = budget.given_back(), if answers.capacity() == 0 || budget.is_spent() => {}
+            // Room in the queue, or bytes given back: perhaps to read again.
+            _ = async { drop(answers.reserve().await) }, if answers.capacity() == 0 => {}
+            () = budget.given_back(), if budget.is_spent() => {}
             // ANCHOR_END: read_paused
             // Finished requests are taken out of the set as they finish, or
             // it would keep every one's result until the connection ends.
@@ -540,21 +542,20 @@ async fn call_before(methods: &Methods, request: Request) -> Response {
 /// `running` calls and `budget`: `Ok` with the handler's place and the
 /// bytes charged, both given back when dropped; `Ok(None)` for the two
 /// methods that are never shed; or `Err`, the limit it would go past.
-fn admit(
-    shared: &Shared,
-    budget: &Arc<Budget>,
+fn admit<'a>(
+    shared: &'a Shared,
+    budget: &'a Budget,
     request: &Request,
     running: usize,
     bytes: usize,
-) -> Result<Option<(OwnedSemaphorePermit, Charge)>, &'static str> {
+) -> Result<Option<(SemaphorePermit<'a>, Charge<'a>)>, &'static str> {
     if request.method == HEALTH || request.method == STATS {
         return Ok(None);
     }
     if running >= shared.limits.max_in_flight_per_connection {
         return Err("in_flight");
     }
-    let handler = Arc::clone(&shared.handlers).try_acquire_owned();
-    let handler = handler.map_err(|_| "handlers")?;
+    let handler = shared.handlers.try_acquire().map_err(|_| "handlers")?;
     let charge = Charge::try_new(budget, &shared.bytes, bytes).ok_or("bytes")?;
     Ok(Some((handler, charge)))
 }
