@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+// ANCHOR: limits
 /// Bounds on what peers can make the server hold at once.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -51,6 +52,7 @@ impl Default for Limits {
 
 /// How long a shed request's caller is told to wait before trying again.
 pub const RETRY_AFTER: Duration = Duration::from_millis(100);
+// ANCHOR_END: limits
 
 /// A number of bytes held, and the most that may be.
 #[derive(Debug)]
@@ -105,6 +107,7 @@ impl Budget {
     }
 }
 
+// ANCHOR: charge
 /// A request's bytes, charged against its connection's budget and the
 /// server's while its call runs, and given back to both when dropped.
 #[derive(Debug)]
@@ -136,6 +139,7 @@ impl Drop for Charge<'_> {
         }
     }
 }
+// ANCHOR_END: charge
 
 /// A frame on its way to the peer, its bytes charged against its
 /// connection's budget and the server's until the writer has written it

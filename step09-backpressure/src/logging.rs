@@ -26,7 +26,6 @@ pub enum LogFormat {
 /// How many lines may wait to be written; more are dropped.
 const LOG_QUEUE: usize = 1024;
 
-// ANCHOR: init
 /// Sends this process's log to stderr, as `format` says, with the events
 /// that `RUST_LOG` picks. Keep the returned guard until the process ends:
 /// dropping it writes the lines still queued (waiting a second at most).
@@ -58,7 +57,6 @@ pub fn init(format: LogFormat) -> anyhow::Result<WorkerGuard> {
     log_panics();
     Ok(guard)
 }
-// ANCHOR_END: init
 
 /// Sends panics to the log, one event each, instead of the standard hook's
 /// direct write to stderr, which would block as [`init`] explains; nor does

@@ -75,7 +75,6 @@ impl Metrics {
         Gauged::up(&self.calls_in_flight)
     }
 
-    // ANCHOR: record
     /// Where `method`'s numbers are: a number to pass to
     /// [`Metrics::record`], so that the name is looked up once per call.
     pub fn method_index(&self, method: &str) -> usize {
@@ -90,7 +89,6 @@ impl Metrics {
         *stats.codes.entry(code).or_default() += 1;
         stats.latency_us.saturating_record(micros.max(1));
     }
-    // ANCHOR_END: record
 
     /// Everything, as the `stats` method returns it. Methods never called
     /// are left out.

@@ -397,7 +397,6 @@ async fn serve_connection(
                 drop(body);
                 // A request, or an error to answer: work, so not idle.
                 idle_since = Instant::now();
-                // ANCHOR: call_span
                 // The call's span: every line logged while it runs, here or
                 // in a task or thread it goes on in, names the request.
                 let (id, method) = match &parsed {
@@ -437,7 +436,6 @@ async fn serve_connection(
                     let _ = answers.send(answer).await;
                 };
                 let mut call = Box::pin(call.instrument(span));
-                // ANCHOR_END: call_span
                 // Most calls (`add`, `divide`) finish without ever waiting:
                 // run them right here. Only a call that has to wait (for
                 // its method, or for room in the queue of answers) becomes
@@ -566,7 +564,6 @@ fn health(id: u64) -> Response {
     Response::success(id, json!({ "status": "serving" }))
 }
 
-// ANCHOR: log_answer
 /// Logs how a call ended, with its code and its latency in microseconds:
 /// a failure the server's operator should look into (`INTERNAL`, `TIMEOUT`)
 /// as a warning; the rest, the callers' own mistakes among them, at debug,
@@ -581,7 +578,6 @@ fn log_answer(response: &Response, latency: Duration) {
         Some(e) => debug!(code = %e.code, latency_us, error = clip(&e.message), "failed"),
     }
 }
-// ANCHOR_END: log_answer
 
 /// The most of a peer's text (a method's name, an error message quoting
 /// params) that goes into one log line.

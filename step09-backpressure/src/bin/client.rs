@@ -153,7 +153,6 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-// ANCHOR: print_stats
 /// Prints the answer of `stats` as a table: a row per method called, with
 /// its calls by code and its latency percentiles.
 fn print_stats(stats: &Value) {
@@ -184,7 +183,6 @@ fn print_stats(stats: &Value) {
         );
     }
 }
-// ANCHOR_END: print_stats
 
 /// Prints a transcript of a few calls; fails if any answer is wrong, or
 /// if the fast call does not overtake the slow one.
