@@ -1,15 +1,17 @@
-//! # Step 8: observability
+//! # Step 9: backpressure
 //!
-//! Step 7's server wrote a few lines to stderr, and kept no numbers: when
-//! a call was slow or failed, nothing said which call, from whom, or how
-//! often. Now the server logs through `tracing`: every line carries the
-//! fields of the spans it is in, the connection's peer, the call's request
-//! id and method, and failures say their code and latency. `RUST_LOG` picks
-//! what is logged, `--log-format json` writes it for machines. The server
-//! also keeps numbers about itself (connections open, calls in flight, and
-//! per method the calls by code and a latency histogram) and answers two
-//! built-in methods: `stats`, the numbers, and `health`, which needs no
-//! token. The client's `stats` subcommand prints them as a table.
+//! Step 8's server takes on whatever it is sent: a flood of calls queues
+//! up behind its handlers until callers time out, and a peer that sends
+//! large requests and never reads the answers makes it hold them all. Now
+//! the server has limits (`Limits`, in their own module): connections,
+//! calls in flight per connection, handlers running in all, and bytes held
+//! per connection and in all. Past one, a request is shed: answered
+//! `SERVER_BUSY` at once, not run, with a hint of when to come back;
+//! `health` and `stats` never are. A connection whose peer does not read
+//! its answers is not read from. The client treats a shed call as not
+//! run, waits at least the hint before sending it again, and spends its
+//! retries from a budget, so that an overloaded server is not buried in
+//! retries.
 //!
 //! ## Layout
 //!
@@ -26,6 +28,8 @@
 //!   writer task, a task per waiting request, each stopped at its deadline
 //!   and run in a span of its own; `ServerConfig` holds its limits and its
 //!   drain timeout; `health` and `stats` are answered here.
+//! - [`limits`]: what peers can make the server hold (`Limits`), and the
+//!   byte budgets that bound it (`Budget`, `Charge`, `Outgoing`).
 //! - [`metrics`]: the numbers the server keeps (`Metrics`): gauges, and
 //!   per method the calls by code and a latency histogram.
 //! - [`logging`]: where the log goes and in what shape (`init`), for both
@@ -41,8 +45,8 @@
 //! - [`service`]: the example service: its methods, `add`, `divide`,
 //!   `sleep`, `flaky`, `explode` and `hash`, and their typed client calls
 //!   (`ServiceCalls`).
-//! - [`load`]: the load generator behind `step09-client bench`; not part of
-//!   the RPC itself, it measures it.
+//! - [`load`]: the load generators behind `step09-client bench` and
+//!   `flood`; not part of the RPC itself, they measure it.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
