@@ -167,18 +167,24 @@ impl Methods {
         self.handlers.keys().map(String::as_str)
     }
 
+    /// Whether `request` carries the token this table requires, if any.
+    pub fn is_authorized(&self, request: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = request.meta.token.as_deref().unwrap_or_default();
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+
     /// Runs the method a request names. An unknown name is an error response,
     /// not a server error: the caller made the mistake.
     pub async fn call(&self, request: Request) -> Response {
         let id = Some(request.id);
         // Before any method is looked up: a caller without the token gets
         // nothing run, and does not even learn which methods exist.
-        if let Some(token) = &self.token {
-            let given = request.meta.token.as_deref().unwrap_or_default();
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                let message = "missing or wrong `meta.token`";
-                return Response::failure(id, RpcError::new(ErrorCode::Unauthorized, message));
-            }
+        if !self.is_authorized(&request) {
+            let message = "missing or wrong `meta.token`";
+            return Response::failure(id, RpcError::new(ErrorCode::Unauthorized, message));
         }
         match self.handlers.get(&request.method) {
             Some(handler) => match run_handler(handler, request.params, &request.method).await {

@@ -33,7 +33,7 @@ use tokio::time::{self, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, error_span, info, warn};
 
 use crate::frame::{FrameCodec, MAX_FRAME_LEN, write_frames};
 pub use crate::limits::Limits;
@@ -216,8 +216,10 @@ pub async fn run(
         // One task per connection: the reason one slow or hostile peer
         // cannot block the others. A task cannot fail to start the way a
         // thread can; it costs memory, like everything else here.
-        // Its span names the peer in every line logged while serving it.
-        let span = info_span!("connection", %peer);
+        // Its span names the peer in every line logged while serving it. At
+        // `error`, the highest level, so that no filter that lets a line
+        // through leaves its span out.
+        let span = error_span!("connection", %peer);
         let connection = async move {
             let _permit = permit;
             let metrics = Arc::clone(&shared.metrics);
@@ -403,8 +405,16 @@ async fn serve_connection(
                     Ok(request) => (Some(request.id), clip(&request.method)),
                     Err((id, _)) => (*id, metrics::OTHER),
                 };
-                let span = info_span!("call", request_id = id, method);
-                let index = shared.metrics.method_index(method);
+                let span = error_span!("call", request_id = id, method);
+                // Counted under its method only with the token (which
+                // `health` needs not): a stranger must not be able to fill
+                // the rows of the real methods.
+                let index = match &parsed {
+                    Ok(r) if r.method == HEALTH || shared.methods.is_authorized(r) => {
+                        shared.metrics.method_index(&r.method)
+                    }
+                    _ => shared.metrics.method_index(metrics::OTHER),
+                };
                 let (shared, answers) = (Arc::clone(&shared), answers.clone());
                 let budget = Arc::clone(&budget);
                 let call = async move {
@@ -427,12 +437,15 @@ async fn serve_connection(
                     // Counted before it is sent: a caller that has its
                     // answer finds it in the stats it asks for next.
                     let code = response.error.as_ref().map(|error| error.code);
-                    shared.metrics.record(index, code, started.elapsed());
-                    log_answer(&response, started.elapsed());
+                    let latency = started.elapsed();
+                    shared.metrics.record(index, code, latency);
+                    log_answer(&response, latency);
                     drop(in_flight);
                     // Fails only if the writer has gone, and with it the
                     // connection: nobody to answer.
+                    // Only the encoded answer waits for room in the queue.
                     let answer = Outgoing::charged(encode(&response), &budget, &shared.bytes);
+                    drop(response);
                     let _ = answers.send(answer).await;
                 };
                 let mut call = Box::pin(call.instrument(span));
@@ -565,14 +578,18 @@ fn health(id: u64) -> Response {
 }
 
 /// Logs how a call ended, with its code and its latency in microseconds:
-/// a failure the server's operator should look into (`INTERNAL`, `TIMEOUT`)
-/// as a warning; the rest, the callers' own mistakes among them, at debug,
-/// so that a peer cannot fill the log at the default level.
+/// a failure the server's operator should look into (`INTERNAL`, or a
+/// `TIMEOUT` while the method ran) as a warning; the rest, the callers'
+/// own mistakes among them, at debug, so that a peer cannot fill the log
+/// at the default level. A `TIMEOUT` before the method ran is the caller's
+/// choice of deadline, and is answered before the token is checked: at
+/// warn, a stranger could write a line per request.
 fn log_answer(response: &Response, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    let ran_out = |e: &RpcError| e.code == ErrorCode::Timeout && e.message.contains("while");
     match &response.error {
         None => debug!(latency_us, "answered"),
-        Some(e) if matches!(e.code, ErrorCode::Internal | ErrorCode::Timeout) => {
+        Some(e) if e.code == ErrorCode::Internal || ran_out(e) => {
             warn!(code = %e.code, latency_us, error = clip(&e.message), "failed");
         }
         Some(e) => debug!(code = %e.code, latency_us, error = clip(&e.message), "failed"),

@@ -58,8 +58,11 @@ fn the_demo_passes_against_a_real_server() {
             .find(|line| line.starts_with(method))
             .unwrap_or("")
     };
+    assert!(row("add ").contains("10006  OK 10006 "), "{stdout}");
+    // The call without the right token is not counted as an `add`.
+    let other = row("(other)");
     assert!(
-        row("add ").contains("10007  OK 10006, UNAUTHORIZED 1"),
+        other.contains("METHOD_NOT_FOUND 1, UNAUTHORIZED 1"),
         "{stdout}"
     );
     assert!(row("explode ").contains("  INTERNAL 1 "), "{stdout}");

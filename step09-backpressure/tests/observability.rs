@@ -119,12 +119,20 @@ fn health_needs_no_token_but_stats_does() {
     assert_eq!(health["result"], json!({"status": "serving"}), "{health}");
     let stats = call(&mut stream, json!({"id": 2, "method": "stats"}));
     assert_eq!(stats["error"]["code"], "UNAUTHORIZED", "{stats}");
+    // A stranger's calls count under OTHER, not under the methods named.
+    let add = json!({"id": 4, "method": "add", "params": {"a": 1, "b": 2}});
+    assert_eq!(call(&mut stream, add)["error"]["code"], "UNAUTHORIZED");
+    let late = json!({"id": 5, "method": "add", "meta": {"timeout_ms": 0}});
+    assert_eq!(call(&mut stream, late)["error"]["code"], "TIMEOUT");
     let token = json!({"token": "secret"});
     let stats = call(
         &mut stream,
         json!({"id": 3, "method": "stats", "meta": token}),
     );
     assert_eq!(stats["ok"], true, "{stats}");
+    let strangers = json!([3, {"TIMEOUT": 1, "UNAUTHORIZED": 2}]);
+    let counts = counts(&stats["result"]);
+    assert_eq!(counts, json!({"health": [1, {"OK": 1}], OTHER: strangers}));
 }
 
 #[test]
@@ -201,8 +209,10 @@ fn json_logs_carry_each_call_s_fields_in_its_span() {
     // The event of call `id`, with `message`, and the call's span in it.
     let event = |id: u64, message: &str| {
         let found = events.iter().find(|event| {
-            event["span"]["request_id"] == id
-                && (event["fields"]["message"].as_str()).is_some_and(|m| m.contains(message))
+            let says = |field: &str| {
+                (event["fields"][field].as_str()).is_some_and(|m| m.contains(message))
+            };
+            event["span"]["request_id"] == id && (says("message") || says("panic"))
         });
         found.unwrap_or_else(|| panic!("no {message:?} for call {id} in {events:#?}"))
     };
@@ -225,31 +235,33 @@ fn json_logs_carry_each_call_s_fields_in_its_span() {
 
 #[test]
 fn the_default_level_logs_failures_and_panics_not_answers() {
-    let (_server, addr, log) = server_logging("info", &[]);
-    let mut stream = testkit::connect(addr);
-    call(
-        &mut stream,
-        json!({"id": 1, "method": "add", "params": {"a": 1, "b": 2}}),
-    );
-    call(
-        &mut stream,
-        json!({"id": 2, "method": "divide", "params": {"a": 1, "b": 0}}),
-    );
-    call(&mut stream, json!({"id": 3, "method": "explode"}));
-    let lines = lines_until(&log, "code=INTERNAL");
-    let text = lines.join("\n");
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(
-        !text.contains("answered") && !text.contains("BAD_REQUEST"),
-        "{text}"
-    );
-    let panic = &lines[0];
-    assert!(
-        panic.contains("ERROR") && panic.contains("panics on purpose"),
-        "{panic}"
-    );
-    assert!(
-        panic.contains(r#"call{request_id=3 method="explode"}"#),
-        "{panic}"
-    );
+    // At `warn` too: the spans are at `error`, so no line loses them.
+    for level in ["info", "warn"] {
+        let (_server, addr, log) = server_logging(level, &[]);
+        let mut stream = testkit::connect(addr);
+        let add = json!({"id": 1, "method": "add", "params": {"a": 1, "b": 2}});
+        call(&mut stream, add);
+        let zero = json!({"id": 2, "method": "divide", "params": {"a": 1, "b": 0}});
+        call(&mut stream, zero);
+        // Late before it ran: the caller's choice, not the server's trouble.
+        let late = json!({"id": 4, "method": "sleep", "meta": {"timeout_ms": 0}});
+        assert_eq!(call(&mut stream, late)["error"]["code"], "TIMEOUT");
+        call(&mut stream, json!({"id": 3, "method": "explode"}));
+        let lines = lines_until(&log, "code=INTERNAL");
+        let text = lines.join("\n");
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            !text.contains("answered") && !text.contains("BAD_REQUEST"),
+            "{text}"
+        );
+        let panic = &lines[0];
+        assert!(
+            panic.contains("ERROR") && panic.contains("panics on purpose"),
+            "{panic}"
+        );
+        assert!(
+            panic.contains(r#"call{request_id=3 method="explode"}"#),
+            "{panic}"
+        );
+    }
 }
