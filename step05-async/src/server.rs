@@ -314,9 +314,13 @@ async fn serve_connection(
                         let (methods, answers) = (Arc::clone(&methods), answers.clone());
                         let mut call = Box::pin(async move {
                             let response = call_before(&methods, request).await;
+                            // Only the encoded answer waits for room in the
+                            // queue.
+                            let answer = encode(&response);
+                            drop(response);
                             // Fails only if the writer has gone, and with
                             // it the connection: nobody to answer.
-                            let _ = answers.send(encode(&response)).await;
+                            let _ = answers.send(answer).await;
                         });
                         // Most calls (`add`, `divide`) finish without ever
                         // waiting: run them right here. Only a call that

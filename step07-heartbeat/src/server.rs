@@ -468,9 +468,12 @@ async fn serve_connection(
                         // connection stays usable.
                         Err((id, error)) => Response::failure(id, error),
                     };
+                    // Only the encoded answer waits for room in the queue.
+                    let answer = encode(&response);
+                    drop(response);
                     // Fails only if the writer has gone, and with it the
                     // connection: nobody to answer.
-                    let _ = answers.send(encode(&response)).await;
+                    let _ = answers.send(answer).await;
                 });
                 // Most calls (`add`, `divide`) finish without ever waiting:
                 // run them right here. Only a call that has to wait (for
