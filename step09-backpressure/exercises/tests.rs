@@ -16,7 +16,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::rpc::client::{Client, ClientConfig};
+use common::rpc::client::{CallError, CallOptions, Client, ClientConfig};
 use common::rpc::server::{Limits, ServerConfig};
 use common::rpc::service::{self, ServiceCalls};
 use common::{next_frame, promptly, start_server_here};
@@ -85,7 +85,8 @@ async fn health_says_overloaded_while_every_handler_is_taken() {
 
 // ANCHOR: hold_back
 /// Exercise 2: once the server has shed one of its calls, a client sends
-/// nothing more until the server's hint has passed: new calls wait too.
+/// nothing more until the server's hint has passed, or the call's deadline
+/// comes first: new calls wait too, and each shed moves the time later.
 #[tokio::test(start_paused = true)]
 #[ignore]
 async fn a_shed_client_holds_every_call_until_the_hint_has_passed() {
@@ -104,20 +105,43 @@ async fn a_shed_client_holds_every_call_until_the_hint_has_passed() {
     };
     let client = Client::connect_with(addr, config).await.unwrap();
     let start = Instant::now();
-    let first = tokio::spawn({
+    let call = |a: f64, timeout: Option<Duration>| {
         let client = client.clone();
-        async move { client.add(1.0, 1.0).await }
-    });
+        tokio::spawn(async move {
+            let options = CallOptions {
+                timeout,
+                ..CallOptions::default()
+            };
+            let answer = client.call_with("add", json!({"a": a, "b": a}), &options);
+            (answer.await, start.elapsed())
+        })
+    };
+    // Shed at 0 ms: the client holds every call back until 100 ms.
+    let first = call(1.0, None);
     tokio::time::sleep(Duration::from_millis(10)).await;
-    // Shed at 0 ms, the client waits until 100 ms, the hint: this call
-    // goes then, not at 10 ms, and is shed with the first one's retry.
-    assert_eq!(client.add(2.0, 2.0).await.unwrap(), 4.0);
-    assert_eq!(first.await.unwrap().unwrap(), 2.0);
-    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    // This one goes at 100 ms, not at 10 ms, and is shed with the first
+    // one's retry: now the client holds back until 200 ms.
+    let second = call(2.0, None);
+    // This one's deadline, at 60 ms, comes before the hint: it fails then,
+    // unsent.
+    let hurried = call(3.0, Some(Duration::from_millis(50)));
+    // The handler is free from 150 ms, but a call made at 160 ms waits
+    // for the latest hint, and goes at 200 ms with the other two.
+    tokio::time::sleep_until(start + Duration::from_millis(160)).await;
+    let last = call(4.0, None);
+    for (call, sum) in [(first, 2.0), (second, 4.0), (last, 8.0)] {
+        let (answer, at) = call.await.unwrap();
+        assert_eq!(answer.unwrap(), sum);
+        assert_eq!(at, Duration::from_millis(200));
+    }
+    let (answer, at) = hurried.await.unwrap();
+    assert!(matches!(answer, Err(CallError::Timeout)), "{answer:?}");
+    assert_eq!(at, Duration::from_millis(60));
     assert_eq!(held.await.unwrap().unwrap(), 150);
     let stats = ask(&mut watcher, "stats").await;
     let add = &stats["result"]["methods"]["add"]["codes"];
-    // Shed at 0 ms (the first), at 100 ms (both); run at 200 ms (both).
-    assert_eq!(add, &json!({"OK": 2, "SERVER_BUSY": 3}), "{stats}");
+    // Shed at 0 ms (the first), at 100 ms (the first and the second); run
+    // at 200 ms (those two and the last).
+    assert_eq!(add, &json!({"OK": 3, "SERVER_BUSY": 3}), "{stats}");
 }
 // ANCHOR_END: hold_back

@@ -493,7 +493,7 @@ struct Shared {
 /// puts in a fifth of a retry, each retry takes out a whole one, and at
 /// most ten are saved up. So retries add at most a fifth to what the
 /// client sends, past a burst of ten: when a server is overloaded, every
-/// caller retrying each call four times would send it four times the load
+/// caller trying each call four times would send it four times the load
 /// that overloaded it. A retry the budget cannot pay for is not made, and
 /// the caller gets the error.
 #[derive(Debug)]
@@ -647,8 +647,10 @@ impl Client {
     /// ([`CallError::is_transient`]), and only if that cannot run the
     /// method twice: the call is idempotent (or opted in with
     /// [`CallOptions::retry_non_idempotent`]), or its request never reached
-    /// the writer. Once queued, it may have gone out, and the client cannot
-    /// know whether the method ran and only its answer was lost.
+    /// the writer, or the server said it did not run it (shed, or refused
+    /// while draining). Otherwise, once queued, it may have gone out, and the
+    /// client cannot know whether the method ran and only its answer was
+    /// lost.
     pub async fn call_with(
         &self,
         method: &str,

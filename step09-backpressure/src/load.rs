@@ -141,7 +141,8 @@ pub struct FloodReport {
 }
 
 impl fmt::Display for FloodReport {
-    /// `RESULT tool=stepNN mode=flood ... goodput=.. shed=.. timed_out=..`
+    /// `RESULT tool=stepNN mode=flood ... cps=.. shed=.. timed_out=..`, where
+    /// `calls` and `cps` count the calls answered in time: the goodput.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let line = self.ran.to_string().replace("mode=conc", "mode=flood");
         let (shed, late) = (self.shed, self.timed_out);

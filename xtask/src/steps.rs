@@ -32,7 +32,8 @@ impl Step {
 
 /// `text` from the `old` step with its names replaced by the `new` step's:
 /// the package (`step01-basic`), the crate (`step01_basic`) and the binary
-/// prefix (`step01-server`, `step01-client`). A new step is made with this
+/// prefix (`step01-server`, `step01-client`), and the log target a
+/// `RUST_LOG` example names (`step01=debug`). A new step is made with this
 /// (`cargo xtask new-step`) and its diff is read through it, so a line that
 /// differs only by the step's name is never a change. Other crates' names
 /// (`testkit`) are left alone.
@@ -40,6 +41,7 @@ pub fn renamed(text: &str, old: &Step, new: &Step) -> String {
     text.replace(&old.name, &new.name)
         .replace(&old.crate_name(), &new.crate_name())
         .replace(&format!("{}-", old.short()), &format!("{}-", new.short()))
+        .replace(&format!("{}=", old.short()), &format!("{}=", new.short()))
 }
 
 /// The workspace root: the parent of this crate's directory.

@@ -27,7 +27,7 @@ struct Args {
     /// The token the server requires, sent with every request.
     #[arg(long, global = true)]
     token: Option<String>,
-    /// How to write the log to stderr (`RUST_LOG=step08=debug` for the
+    /// How to write the log to stderr (`RUST_LOG=step09=debug` for the
     /// client's reconnects, retries and pings).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
