@@ -44,3 +44,10 @@ fn the_server_binary_serves_on_the_port_it_prints() {
     let mut client = Client::connect(addr).unwrap();
     assert_eq!(client.add(20.0, 22.0).unwrap(), 42.0);
 }
+
+#[test]
+fn a_server_whose_stdout_is_gone_serves_on() {
+    let (_server, addr) = testkit::start_server_stdout_gone(&common::bin("server"));
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(client.add(20.0, 22.0).unwrap(), 42.0);
+}

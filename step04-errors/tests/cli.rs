@@ -80,6 +80,13 @@ fn the_server_binary_serves_on_the_port_it_prints() {
 }
 
 #[test]
+fn a_server_whose_stdout_is_gone_serves_on() {
+    let (_server, addr) = testkit::start_server_stdout_gone(&common::bin("server"));
+    let client = Client::connect(addr).unwrap();
+    assert_eq!(client.add(20.0, 22.0).unwrap(), 42.0);
+}
+
+#[test]
 fn the_server_binary_refuses_an_empty_token() {
     // What `--token "$UNSET_VARIABLE"` passes: an empty token would match a
     // request without one, so the server must not start, and must say why.

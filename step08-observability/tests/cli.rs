@@ -102,6 +102,13 @@ async fn the_server_binary_serves_on_the_port_it_prints() {
     assert!(matches!(without, Err(CallError::Server(e)) if e.code == ErrorCode::Unauthorized));
 }
 
+#[tokio::test]
+async fn a_server_whose_stdout_is_gone_serves_on() {
+    let (_server, addr) = testkit::start_server_stdout_gone(&common::bin("server"));
+    let client = Client::connect(addr).await.unwrap();
+    assert_eq!(client.add(20.0, 22.0).await.unwrap(), 42.0);
+}
+
 #[test]
 fn the_server_binary_refuses_an_empty_token() {
     // What `--token "$UNSET_VARIABLE"` passes: an empty token would match a

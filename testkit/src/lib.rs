@@ -31,7 +31,10 @@ pub use peer::{
     closed_by_server, connect, exchange, exchange_bytes, receive, send, send_raw,
     write_until_stalled,
 };
-pub use process::{KillOnDrop, cargo_bin, start_server, start_server_in, start_server_with};
+pub use process::{
+    KillOnDrop, cargo_bin, start_server, start_server_in, start_server_stdout_gone,
+    start_server_with,
+};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;

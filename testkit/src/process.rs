@@ -3,12 +3,13 @@
 //! with it, even if the test panics first.
 
 use std::io::{self, BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::STUCK;
 
@@ -125,6 +126,41 @@ pub fn start_server_in(
             bin.display()
         ),
     };
+    (child, addr)
+}
+
+/// Starts the server binary `bin` with its stdout closed, as `server |
+/// head -0` would have it, and returns once it takes connections. Where
+/// nobody reads, the server cannot say which port it chose, so it is given
+/// one the OS had free a moment before.
+///
+/// # Panics
+///
+/// If the server exits, or takes no connection within [`STUCK`].
+pub fn start_server_stdout_gone(bin: &Path) -> (KillOnDrop, SocketAddr) {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|free| free.local_addr())
+        .expect("no free port");
+    let mut child = KillOnDrop(
+        Command::new(bin)
+            .args(["--addr", &addr.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
+    );
+    drop(child.stdout.take());
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{} exited with its stdout closed: {status}", bin.display());
+        }
+        assert!(
+            start.elapsed() < STUCK,
+            "{} took no connection",
+            bin.display()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
     (child, addr)
 }
 

@@ -1,5 +1,6 @@
 //! `step03-server`: serve `add`, `divide`, `sleep` and `flaky` until killed.
 
+use std::io::{self, Write};
 use std::net::TcpListener;
 
 use anyhow::Context;
@@ -19,8 +20,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener =
         TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
-    // The tour (and you) read the real address here, port 0 resolved.
-    println!("listening on {}", listener.local_addr()?);
+    // The tour (and you) read the real address here, port 0 resolved. It
+    // is news, not work: a stdout that is gone must not stop the server.
+    let _ = writeln!(io::stdout(), "listening on {}", listener.local_addr()?);
     server::run(listener, service::methods(), ServerConfig::default())?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `step04-server`: serve `add`, `divide`, `sleep`, `flaky` and `explode`
 //! until killed.
 
+use std::io::{self, Write};
 use std::net::TcpListener;
 
 use anyhow::Context;
@@ -33,8 +34,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener =
         TcpListener::bind(&args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
-    // The tour (and you) read the real address here, port 0 resolved.
-    println!("listening on {}", listener.local_addr()?);
+    // The tour (and you) read the real address here, port 0 resolved. It
+    // is news, not work: a stdout that is gone must not stop the server.
+    let _ = writeln!(io::stdout(), "listening on {}", listener.local_addr()?);
     let mut methods = service::methods();
     if let Some(token) = args.token {
         methods.require_token(token);

@@ -1,6 +1,8 @@
 //! `step05-server`: serve `add`, `divide`, `sleep`, `flaky`, `explode` and
 //! `hash` until killed.
 
+use std::io::{self, Write};
+
 use anyhow::Context;
 use clap::Parser;
 use step05_async::server::{self, Limits, ServerConfig};
@@ -37,8 +39,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = (TcpListener::bind(&args.addr).await)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     server::log_panics();
-    // The tour (and you) read the real address here, port 0 resolved.
-    println!("listening on {}", listener.local_addr()?);
+    // The tour (and you) read the real address here, port 0 resolved. It
+    // is news, not work: a stdout that is gone must not stop the server.
+    let _ = writeln!(io::stdout(), "listening on {}", listener.local_addr()?);
     let mut methods = service::methods();
     if let Some(token) = args.token {
         methods.require_token(token);

@@ -1,6 +1,7 @@
 //! `step07-server`: serve `add`, `divide`, `sleep`, `flaky`, `explode` and
 //! `hash` until Ctrl-C or SIGTERM, then drain and exit.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -56,8 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = (TcpListener::bind(&args.addr).await)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     server::log_panics();
-    // The tour (and you) read the real address here, port 0 resolved.
-    println!("listening on {}", listener.local_addr()?);
+    // The tour (and you) read the real address here, port 0 resolved. It
+    // is news, not work: a stdout that is gone must not stop the server.
+    let _ = writeln!(io::stdout(), "listening on {}", listener.local_addr()?);
     let mut methods = service::methods();
     if let Some(token) = args.token {
         methods.require_token(token);

@@ -2,6 +2,7 @@
 //! `hash`, and the built-in `health` and `stats`, until Ctrl-C or SIGTERM,
 //! then drain and exit. Logs to stderr: `RUST_LOG` says what.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -67,8 +68,9 @@ async fn main() -> anyhow::Result<()> {
     let mut signals = StopSignals::install().context("cannot handle signals")?;
     let listener = (TcpListener::bind(&args.addr).await)
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    // The tour (and you) read the real address here, port 0 resolved.
-    println!("listening on {}", listener.local_addr()?);
+    // The tour (and you) read the real address here, port 0 resolved. It
+    // is news, not work: a stdout that is gone must not stop the server.
+    let _ = writeln!(io::stdout(), "listening on {}", listener.local_addr()?);
     let mut methods = service::methods();
     if let Some(token) = args.token {
         methods.require_token(token);
