@@ -185,9 +185,8 @@ pub type Pause = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The default [`ClientConfig::max_pending`]: far more than the demo or the
 /// benchmarks keep in flight, far less than would strain either side; and
 /// fewer than the 1,024 calls a default server runs at once per
-/// connection, so that it does not stop reading this one, and reads and
-/// answers the client's pings (unless calls this client gave up on still
-/// run there: see [`crate::heartbeat`]).
+/// connection, so that it sheds none of this one's (unless calls this
+/// client gave up on still run there).
 pub const DEFAULT_MAX_PENDING: usize = 1000;
 
 /// The default [`ClientConfig::io_timeout`].
@@ -546,7 +545,7 @@ impl Client {
             // Reconnects go to the address that answered this time.
             addr: stream.peer_addr()?,
             connection: Mutex::new(Client::start_connection(stream, &config)?),
-            room: Semaphore::new(config.max_pending),
+            room: Semaphore::new(config.max_pending.min(Semaphore::MAX_PERMITS)),
             retries: RetryBudget::new(),
             config,
         };

@@ -28,13 +28,10 @@
 //!
 //! A busy connection needs no pings: every answer is news of the server.
 //!
-//! One gap is left for step 9: a server at its `max_in_flight_per_connection`
-//! stops reading that connection until a call ends, pings included. A
-//! client with as many calls in flight there as the server runs at once,
-//! all slower than `ping_interval + ping_timeout`, would take the server
-//! for gone. The default client keeps fewer (`DEFAULT_MAX_PENDING`), but
-//! calls it gave up on (cancelled, or past its deadline) may still run
-//! there, and count.
+//! Step 8 left a gap here: at its `max_in_flight_per_connection` a server
+//! stopped reading that connection, pings included. Step 9's sheds the
+//! call over the bound instead, and keeps reading: it stops only for a
+//! peer that does not read its answers, whose pongs would wait anyway.
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -30,8 +30,8 @@ pub struct Limits {
     pub max_handlers: usize,
     /// The most bytes one connection may hold: requests running and
     /// answers not yet written. A request that would go over is shed; a
-    /// connection over it, its answers unread, is not read from. Default:
-    /// 4 MiB.
+    /// connection over it, its answers unread, is not read from. The calls
+    /// running then still add their answers, over it. Default: 4 MiB.
     pub max_connection_bytes: usize,
     /// The most bytes all connections together may hold, as above. A
     /// request that would go over is shed. Default: 64 MiB.
@@ -59,8 +59,9 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(100);
 pub struct Budget {
     held: AtomicUsize,
     max: usize,
-    /// Told each time bytes are given back: a connection waiting for room
-    /// to read again waits here.
+    /// Told each time bytes are given back to a spent budget: a connection
+    /// waiting for room to read again waits here. (Nobody waits on the
+    /// server's: a request past it is shed, not waited for.)
     given_back: Notify,
 }
 
@@ -78,13 +79,17 @@ impl Budget {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Whether nothing more may be charged.
+    /// Whether more than the most is held. Only answers, charged over it,
+    /// can take it there: requests that would are shed. A budget filled to
+    /// exactly its most by requests is not spent: their connection reads
+    /// on (pings, `health`), and sheds what does not fit.
     pub fn is_spent(&self) -> bool {
-        self.held() >= self.max
+        self.held() > self.max
     }
 
-    /// Waits until bytes are given back that were over the most (or were,
-    /// since the last wait).
+    /// Waits for the next give-back from a spent budget. One that came
+    /// while nobody waited is remembered, so a caller that saw the budget
+    /// spent and then waits cannot miss it.
     pub async fn given_back(&self) {
         self.given_back.notified().await;
     }
@@ -101,7 +106,7 @@ impl Budget {
         let before = self.held.fetch_sub(bytes, Ordering::Relaxed);
         // Only a spent budget has a reader waiting for it; the hot path,
         // well within it, does not pay for the wake-up.
-        if before >= self.max {
+        if before > self.max {
             self.given_back.notify_one();
         }
     }
@@ -161,23 +166,19 @@ impl Outgoing {
         let charged = Some([Arc::clone(connection), Arc::clone(server)]);
         Outgoing { body, charged }
     }
+
+    /// `body`, charged to nobody: the notice and refusals of a connection
+    /// that is closing, which reads no more, a few hundred bytes each.
+    pub fn uncharged(body: Vec<u8>) -> Outgoing {
+        let charged = None;
+        Outgoing { body, charged }
+    }
 }
 
 impl Drop for Outgoing {
     fn drop(&mut self) {
         for budget in self.charged.iter().flatten() {
             budget.give_back(self.body.len());
-        }
-    }
-}
-
-/// A frame charged to nobody: the notice and refusals of a connection
-/// that is closing, which reads no more, a few hundred bytes each.
-impl From<Vec<u8>> for Outgoing {
-    fn from(body: Vec<u8>) -> Outgoing {
-        Outgoing {
-            body,
-            charged: None,
         }
     }
 }
@@ -219,5 +220,10 @@ mod tests {
         assert!(connection.is_spent() && !server.is_spent());
         drop(answer);
         assert!(!connection.is_spent());
+        // Requests can fill a budget, but not spend it.
+        let full = Charge::try_new(&connection, &server, 100).unwrap();
+        assert_eq!(connection.held(), 100);
+        assert!(!connection.is_spent());
+        drop(full);
     }
 }

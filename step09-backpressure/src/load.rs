@@ -6,11 +6,12 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::{CallError, CallOptions, Client, ClientConfig, RetryPolicy};
+use crate::protocol::ErrorCode;
 use crate::service::ServiceCalls;
 
 /// What one load run measured.
@@ -150,16 +151,18 @@ impl fmt::Display for FloodReport {
     }
 }
 
-/// Floods `addr` with `hash` calls of `rounds` rounds from `inflight`
-/// tasks on one connection, for `duration`; each call has `deadline`, and
-/// none is retried. A task whose call is shed waits the server's hint
-/// before its next call, as a client should. `calls` and `cps` in the
-/// report count the calls that ran: the goodput.
+/// Floods `addr` with calls of `method` from `inflight` tasks on one
+/// connection, each making one call and more until `duration` has
+/// passed; each call has `deadline`, and none is retried. A task whose
+/// call is shed waits the server's hint before its next call, as a client
+/// should. `calls` and `cps` in the
+/// report count the calls that ran: the goodput. Any failure but a shed
+/// or a timeout ends the flood with that error.
 pub async fn flood(
     addr: SocketAddr,
     inflight: usize,
     duration: Duration,
-    (rounds, deadline): (u32, Duration),
+    (method, params, deadline): (&'static str, Value, Duration),
     token: Option<String>,
 ) -> Result<FloodReport, CallError> {
     let config = ClientConfig {
@@ -175,32 +178,36 @@ pub async fn flood(
     let start = Instant::now();
     let mut workers = JoinSet::new();
     for _ in 0..inflight.max(1) {
-        let client = client.clone();
+        let (client, params) = (client.clone(), params.clone());
         workers.spawn(async move {
             let (mut ran, mut shed, mut timed_out) = (Vec::new(), 0, 0);
             let options = CallOptions {
                 timeout: Some(deadline),
                 ..CallOptions::default()
             };
-            let params = json!({ "text": "flood", "rounds": rounds });
-            let end = Instant::now() + duration;
-            while Instant::now() < end {
+            let end = start + duration;
+            loop {
                 let sent = Instant::now();
-                match client.call_with("hash", params.clone(), &options).await {
+                match client.call_with(method, params.clone(), &options).await {
                     Ok(_) => ran.push(sent.elapsed().as_micros() as u64),
                     Err(e) if e.retry_after().is_some() => {
                         shed += 1;
-                        tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+                        let hint = e.retry_after().unwrap_or_default();
+                        tokio::time::sleep_until(end.min(Instant::now() + hint)).await;
                     }
-                    Err(_) => timed_out += 1,
+                    Err(CallError::Timeout) => timed_out += 1,
+                    Err(CallError::Server(e)) if e.code == ErrorCode::Timeout => timed_out += 1,
+                    Err(e) => return Err(e),
+                }
+                if Instant::now() >= end {
+                    break Ok((ran, shed, timed_out));
                 }
             }
-            (ran, shed, timed_out)
         });
     }
     let mut report = (Vec::new(), 0, 0);
     while let Some(mine) = workers.join_next().await {
-        let (ran, shed, timed_out) = mine.expect("a flood worker panicked");
+        let (ran, shed, timed_out) = mine.expect("a flood worker panicked")?;
         report.0.extend(ran);
         (report.1, report.2) = (report.1 + shed, report.2 + timed_out);
     }

@@ -135,14 +135,15 @@ pub async fn run(
     let limits = config.limits.clone();
     // The numbers, for every method the table has, and the two built in.
     let metrics = Arc::new(Metrics::new(methods.names().chain([HEALTH, STATS])));
-    let handlers = Arc::new(Semaphore::new(limits.max_handlers));
+    // A semaphore holds at most `MAX_PERMITS`, about 2^61: "no limit".
+    let max_handlers = limits.max_handlers.min(Semaphore::MAX_PERMITS);
+    let handlers = Arc::new(Semaphore::new(max_handlers));
     let bytes = Budget::new(limits.max_server_bytes);
     let (numbers, running, held) = (
         Arc::clone(&metrics),
         Arc::clone(&handlers),
         Arc::clone(&bytes),
     );
-    let max_handlers = limits.max_handlers;
     methods.register(STATS, move |_params: serde_json::Value| {
         let mut stats = numbers.snapshot();
         // What the limits hold back, server-wide, now.
@@ -152,7 +153,6 @@ pub async fn run(
         async move { Ok(stats) }
     });
     // Shared by every task that serves requests.
-    let limits = limits.clone();
     let shared = Arc::new(Shared {
         methods,
         metrics,
@@ -366,14 +366,18 @@ async fn serve_connection(
     tokio::pin!(idle);
 
     loop {
+        // ANCHOR: read_paused
+        // Read only while there is room for an answer: a peer that does not
+        // read its answers fills the queue, or the connection's byte budget,
+        // and then this connection stops reading: TCP's flow control makes
+        // the peer's writes stall, and nothing piles up here. Any other
+        // excess is shed below, not waited for. Both are looked at once per
+        // turn: looked at again by each branch's guard, a slot or bytes
+        // given back in between could switch every branch off.
+        let (room, within_budget) = (answers.capacity() > 0, !budget.is_spent());
         tokio::select! {
-            // ANCHOR: read_paused
-            // Read only while there is room for an answer: a peer that does
-            // not read its answers fills the queue, or the connection's
-            // byte budget, and then this connection stops reading: TCP's
-            // flow control makes the peer's writes stall, and nothing piles
-            // up here. Any other excess is shed below, not waited for.
-            frame = frames.next(), if answers.capacity() > 0 && !budget.is_spent() => {
+            frame = frames.next(), if room && within_budget => {
+                // ANCHOR_END: read_paused
                 let body = match frame {
                     Some(body) => body?,
                     None => break,
@@ -393,7 +397,9 @@ async fn serve_connection(
                     Err(error) => Err(error),
                 };
                 // What the call will hold, for the limits: its bytes, and a
-                // place among this connection's calls.
+                // place among this connection's calls (those finished but
+                // not yet taken out of the set do not count).
+                while requests.try_join_next().is_some() {}
                 let (bytes, running) = (body.len(), requests.len());
                 // The frame's bytes are not kept while the call runs.
                 drop(body);
@@ -441,11 +447,11 @@ async fn serve_connection(
                     shared.metrics.record(index, code, latency);
                     log_answer(&response, latency);
                     drop(in_flight);
-                    // Fails only if the writer has gone, and with it the
-                    // connection: nobody to answer.
                     // Only the encoded answer waits for room in the queue.
                     let answer = Outgoing::charged(encode(&response), &budget, &shared.bytes);
                     drop(response);
+                    // Fails only if the writer has gone, and with it the
+                    // connection: nobody to answer.
                     let _ = answers.send(answer).await;
                 };
                 let mut call = Box::pin(call.instrument(span));
@@ -458,10 +464,11 @@ async fn serve_connection(
                     requests.spawn(call);
                 }
             }
+            // ANCHOR: read_again
             // Room in the queue, or bytes given back: perhaps to read again.
-            _ = async { drop(answers.reserve().await) }, if answers.capacity() == 0 => {}
-            () = budget.given_back(), if budget.is_spent() => {}
-            // ANCHOR_END: read_paused
+            _ = async { drop(answers.reserve().await) }, if !room => {}
+            () = budget.given_back(), if !within_budget => {}
+            // ANCHOR_END: read_again
             // Finished requests are taken out of the set as they finish, or
             // it would keep every one's result until the connection ends.
             Some(_) = requests.join_next() => {
@@ -551,8 +558,9 @@ async fn call_before(methods: &Methods, request: Request) -> Response {
 // ANCHOR: admit
 /// Whether `request`, `bytes` long, may run now, on a connection with
 /// `running` calls and `budget`: `Ok` with the handler's place and the
-/// bytes charged, both given back when dropped; `Ok(None)` for the two
-/// methods that are never shed; or `Err`, the limit it would go past.
+/// bytes charged, both given back when dropped; `Ok(None)` for `stats`,
+/// which is never shed (nor is `health`, answered before admission); or
+/// `Err`, the limit it would go past.
 fn admit<'a>(
     shared: &'a Shared,
     budget: &'a Budget,
@@ -560,7 +568,7 @@ fn admit<'a>(
     running: usize,
     bytes: usize,
 ) -> Result<Option<(SemaphorePermit<'a>, Charge<'a>)>, &'static str> {
-    if request.method == HEALTH || request.method == STATS {
+    if request.method == STATS {
         return Ok(None);
     }
     if running >= shared.limits.max_in_flight_per_connection {

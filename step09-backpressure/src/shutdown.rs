@@ -90,7 +90,7 @@ pub(crate) async fn drain(
     // already waiting; it fails only if the writer has gone, and then
     // nothing more can be written anyway.
     let notice = serde_json::to_vec(&Response::going_away()).expect("a Response is valid JSON");
-    let _ = answers.send(notice.into()).await;
+    let _ = answers.send(Outgoing::uncharged(notice)).await;
     // Every call taken on runs to its end and queues its answer. Meanwhile
     // a request that arrives (sent before the peer read the notice) is
     // refused, not run, for a while after the notice, and for as long as
@@ -105,7 +105,7 @@ pub(crate) async fn drain(
             Some(_) = requests.join_next() => {}
             frame = frames.next(), if reading => match frame {
                 Some(Ok(body)) => {
-                    let _ = answers.send(refusal(&body).into()).await;
+                    let _ = answers.send(Outgoing::uncharged(refusal(&body))).await;
                 }
                 _ => {
                     requests.abort_all();

@@ -154,10 +154,17 @@ fn a_peer_that_never_reads_is_not_read_from_once_its_budget_is_spent() {
     let name = "x".repeat(64 * 1024);
     let request = json!({"id": 1, "method": name}).to_string();
     assert!(testkit::write_until_stalled(&mut peer, &frame(request.as_bytes())).is_ok());
-    // Held: at most the budget, and the one answer that went over it.
+    // Held: the budget, spent or within one request of it (the requests
+    // that would not fit were shed, their small refusals queued until the
+    // queue was full), and at most the one answer that went over it: each
+    // answer comes at once.
     let mut watcher = testkit::connect(addr);
     let stats = testkit::exchange(&mut watcher, br#"{"id":1,"method":"stats"}"#);
     let held = stats["result"]["bytes_held"].as_u64().unwrap() as usize;
+    assert!(
+        held + request.len() > BUDGET,
+        "stopped reading early: {stats}"
+    );
     assert!(held <= BUDGET + 70 * 1024, "{stats}");
     assert_eq!(
         testkit::exchange(&mut watcher, br#"{"id":2,"method":"health"}"#)["ok"],
@@ -238,6 +245,7 @@ async fn a_client_told_to_wait_for_room_waits_instead_of_failing() {
             ..ClientConfig::default()
         };
         let client = Client::connect_with(addr, config).await.unwrap();
+        let start = Instant::now();
         let mut calls = JoinSet::new();
         for _ in 0..3 {
             let client = client.clone();
@@ -248,6 +256,7 @@ async fn a_client_told_to_wait_for_room_waits_instead_of_failing() {
         if wait_for_room {
             // The third waited for a place, then ran: 100 ms later.
             assert_eq!(failed, 0, "{results:?}");
+            assert_eq!(start.elapsed(), Duration::from_millis(200));
         } else {
             let too_many = results
                 .iter()

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use step09_backpressure::client::{
     CallError, CallOptions, Client, ClientConfig, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
-    RetryPolicy,
 };
 use step09_backpressure::load;
 use step09_backpressure::logging::{self, LogFormat};
@@ -110,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let duration = Duration::try_from_secs_f64(secs).context("--secs")?;
             let deadline = Duration::try_from_secs_f64(deadline).context("--deadline")?;
-            let work = (rounds, deadline);
+            let params = json!({ "text": "flood", "rounds": rounds });
+            let work = ("hash", params, deadline);
             println!(
                 "{}",
                 load::flood(addr, inflight, duration, work, args.token).await?
@@ -256,34 +256,15 @@ async fn flood(client: &Client, addr: SocketAddr, token: Option<String>) -> anyh
         );
         return Ok(());
     }
+    // One call each, all at once: none is tried again, by the client or
+    // by the flood, as its deadline is far off.
     let calls = 10 * handlers;
-    let config = ClientConfig {
-        max_pending: calls,
-        token,
-        retry: RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        },
-        ..ClientConfig::default()
-    };
-    let flood = Client::connect_with(addr, config).await?;
-    let start = Instant::now();
-    let mut sleeps = JoinSet::new();
-    for _ in 0..calls {
-        let flood = flood.clone();
-        sleeps.spawn(async move { (flood.sleep(1000).await, start.elapsed()) });
-    }
-    let (mut ran, mut shed, mut last_shed) = (0, 0, Duration::ZERO);
-    while let Some(done) = sleeps.join_next().await {
-        match done? {
-            (Ok(_), _) => ran += 1,
-            (Err(e), at) if e.retry_after().is_some() => (shed, last_shed) = (shed + 1, at),
-            (Err(e), _) => bail!("a call of the flood failed: {e}"),
-        }
-    }
+    let work = ("sleep", json!({ "ms": 1000 }), Duration::from_secs(5));
+    let report = load::flood(addr, calls, Duration::ZERO, work, token).await?;
+    let (ran, shed) = (report.ran.calls(), report.shed);
     println!(
         "{calls} sleep(1000) at once against {handlers} handlers: {ran} ran, \
-         {shed} shed with SERVER_BUSY, the last of them after {last_shed:.0?}"
+         {shed} shed with SERVER_BUSY"
     );
     if ran != handlers || shed != calls - handlers {
         bail!("{handlers} should have run and the rest been shed");
