@@ -2,6 +2,7 @@
 //! README and the tour run. Every child is killed when the test is done
 //! with it, even if the test panics first.
 
+use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::{Deref, DerefMut};
@@ -132,15 +133,13 @@ pub fn start_server_in(
 /// Starts the server binary `bin` with its stdout closed, as `server |
 /// head -0` would have it, and returns once it takes connections. Where
 /// nobody reads, the server cannot say which port it chose, so it is given
-/// one the OS had free a moment before.
+/// one: see [`unclaimable_port`].
 ///
 /// # Panics
 ///
 /// If the server exits, or takes no connection within [`STUCK`].
 pub fn start_server_stdout_gone(bin: &Path) -> (KillOnDrop, SocketAddr) {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|free| free.local_addr())
-        .expect("no free port");
+    let addr = SocketAddr::from(([127, 0, 0, 1], unclaimable_port()));
     let mut child = KillOnDrop(
         Command::new(bin)
             .args(["--addr", &addr.to_string()])
@@ -162,6 +161,24 @@ pub fn start_server_stdout_gone(bin: &Path) -> (KillOnDrop, SocketAddr) {
         thread::sleep(Duration::from_millis(10));
     }
     (child, addr)
+}
+
+/// A port free a moment ago that no other server can be given meanwhile:
+/// below the range the OS picks from for `127.0.0.1:0`, which every other
+/// test binds. (A port from that range, freed, went to another test's
+/// server, and this one's client called that one.)
+fn unclaimable_port() -> u16 {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let lowest: Option<u16> = range
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok());
+    let below = lowest.unwrap_or(32768).max(2048);
+    // Test binaries running at once start from different ports.
+    let start = below - 1 - (std::process::id() % 1000) as u16;
+    (1024..=start)
+        .rev()
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("no free port below the ephemeral range")
 }
 
 /// Reads `lines` up to the first `listening on ADDR` and returns ADDR;
