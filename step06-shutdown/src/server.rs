@@ -229,8 +229,10 @@ pub async fn run(
     let methods = Arc::new(methods);
     // One permit per connection that may be served at once. A connection
     // task holds its permit until it ends, however it ends, and dropping
-    // the permit gives the place back.
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // the permit gives the place back. A semaphore holds at most
+    // `MAX_PERMITS`, about 2^61: more is no limit at all.
+    let max_connections = limits.max_connections.min(Semaphore::MAX_PERMITS);
+    let connections = Arc::new(Semaphore::new(max_connections));
     // What peers can make the server log is throttled: refusals here, and
     // connections that end in an error in their own tasks.
     let mut refusals = LogThrottle::default();

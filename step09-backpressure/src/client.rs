@@ -185,8 +185,8 @@ pub type Pause = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The default [`ClientConfig::max_pending`]: far more than the demo or the
 /// benchmarks keep in flight, far less than would strain either side; and
 /// fewer than the 1,024 calls a default server runs at once per
-/// connection, so that it sheds none of this one's (unless calls this
-/// client gave up on still run there).
+/// connection, so that the per-connection limit sheds none of this
+/// one's (unless calls this client gave up on still run there).
 pub const DEFAULT_MAX_PENDING: usize = 1000;
 
 /// The default [`ClientConfig::io_timeout`].

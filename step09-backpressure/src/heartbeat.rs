@@ -29,9 +29,9 @@
 //! A busy connection needs no pings: every answer is news of the server.
 //!
 //! Step 8 left a gap here: at its `max_in_flight_per_connection` a server
-//! stopped reading that connection, pings included. Step 9's sheds the
-//! call over the bound instead, and keeps reading: it stops only for a
-//! peer that does not read its answers, whose pongs would wait anyway.
+//! stopped reading that connection, pings included. Step 9's server sheds
+//! the call over the bound instead, and keeps reading: it stops only for
+//! a peer that does not read its answers, whose pongs would wait anyway.
 
 use std::pin::Pin;
 use std::time::Duration;

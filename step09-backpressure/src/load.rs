@@ -155,9 +155,9 @@ impl fmt::Display for FloodReport {
 /// connection, each making one call and more until `duration` has
 /// passed; each call has `deadline`, and none is retried. A task whose
 /// call is shed waits the server's hint before its next call, as a client
-/// should. `calls` and `cps` in the
-/// report count the calls that ran: the goodput. Any failure but a shed
-/// or a timeout ends the flood with that error.
+/// should. `calls` and `cps` in the report count the calls answered in
+/// time: the goodput. Any failure but a shed or a timeout ends the flood
+/// with that error.
 pub async fn flood(
     addr: SocketAddr,
     inflight: usize,

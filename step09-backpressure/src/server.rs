@@ -135,7 +135,7 @@ pub async fn run(
     let limits = config.limits.clone();
     // The numbers, for every method the table has, and the two built in.
     let metrics = Arc::new(Metrics::new(methods.names().chain([HEALTH, STATS])));
-    // A semaphore holds at most `MAX_PERMITS`, about 2^61: "no limit".
+    // At most `MAX_PERMITS`, as for connections below.
     let max_handlers = limits.max_handlers.min(Semaphore::MAX_PERMITS);
     let handlers = Arc::new(Semaphore::new(max_handlers));
     let bytes = Budget::new(limits.max_server_bytes);
@@ -162,8 +162,10 @@ pub async fn run(
     });
     // One permit per connection that may be served at once. A connection
     // task holds its permit until it ends, however it ends, and dropping
-    // the permit gives the place back.
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // the permit gives the place back. A semaphore holds at most
+    // `MAX_PERMITS`, about 2^61: more is no limit at all.
+    let max_connections = limits.max_connections.min(Semaphore::MAX_PERMITS);
+    let connections = Arc::new(Semaphore::new(max_connections));
     // What peers can make the server log is throttled: refusals here, and
     // connections that end in an error in their own tasks.
     let mut refusals = LogThrottle::default();
@@ -368,8 +370,8 @@ async fn serve_connection(
     loop {
         // ANCHOR: read_paused
         // Read only while there is room for an answer: a peer that does not
-        // read its answers fills the queue, or the connection's byte budget,
-        // and then this connection stops reading: TCP's flow control makes
+        // read its answers fills the queue, or takes the connection's byte
+        // budget over its most, and then this connection stops reading: TCP's flow control makes
         // the peer's writes stall, and nothing piles up here. Any other
         // excess is shed below, not waited for. Both are looked at once per
         // turn: looked at again by each branch's guard, a slot or bytes

@@ -140,18 +140,24 @@ pub fn start_server_in(
 /// If the server exits, or takes no connection within [`STUCK`].
 pub fn start_server_stdout_gone(bin: &Path) -> (KillOnDrop, SocketAddr) {
     let addr = SocketAddr::from(([127, 0, 0, 1], unclaimable_port()));
+    // A pipe whose reading end is closed before the server starts: its
+    // first line already fails.
+    let (reading, writing) = io::pipe().expect("cannot make a pipe");
+    drop(reading);
     let mut child = KillOnDrop(
         Command::new(bin)
             .args(["--addr", &addr.to_string()])
-            .stdout(Stdio::piped())
+            .stdout(writing)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
     );
-    drop(child.stdout.take());
     let start = Instant::now();
     while TcpStream::connect(addr).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{} exited with its stdout closed: {status}", bin.display());
+            panic!(
+                "{} exited with its stdout closed ({status}; or was {addr} taken?)",
+                bin.display()
+            );
         }
         assert!(
             start.elapsed() < STUCK,

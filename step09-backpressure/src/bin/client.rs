@@ -256,8 +256,8 @@ async fn flood(client: &Client, addr: SocketAddr, token: Option<String>) -> anyh
         );
         return Ok(());
     }
-    // One call each, all at once: none is tried again, by the client or
-    // by the flood, as its deadline is far off.
+    // One call each, all at once (a flood of no duration), none tried
+    // again; and none times out, its deadline far off.
     let calls = 10 * handlers;
     let work = ("sleep", json!({ "ms": 1000 }), Duration::from_secs(5));
     let report = load::flood(addr, calls, Duration::ZERO, work, token).await?;
