@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,60 +131,66 @@ pub fn start_server_in(
 }
 
 /// Starts the server binary `bin` with its stdout closed, as `server |
-/// head -0` would have it, and returns once it takes connections. Where
-/// nobody reads, the server cannot say which port it chose, so it is given
-/// one: see [`unclaimable_port`].
+/// head -0` would have it, and returns once it listens. Where nobody
+/// reads, the server cannot say which port it chose: the port is found
+/// the way `ss -ltp` finds it, among the process's sockets in `/proc`.
 ///
 /// # Panics
 ///
-/// If the server exits, or takes no connection within [`STUCK`].
+/// If the server exits, or listens on no port within [`STUCK`].
 pub fn start_server_stdout_gone(bin: &Path) -> (KillOnDrop, SocketAddr) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], unclaimable_port()));
     // A pipe whose reading end is closed before the server starts: its
     // first line already fails.
     let (reading, writing) = io::pipe().expect("cannot make a pipe");
     drop(reading);
     let mut child = KillOnDrop(
         Command::new(bin)
-            .args(["--addr", &addr.to_string()])
+            .args(["--addr", "127.0.0.1:0"])
             .stdout(writing)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
     );
     let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
+    loop {
+        if let Some(port) = listening_port(child.id()) {
+            return (child, SocketAddr::from(([127, 0, 0, 1], port)));
+        }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{} exited with its stdout closed ({status}; or was {addr} taken?)",
-                bin.display()
-            );
+            panic!("{} exited with its stdout closed: {status}", bin.display());
         }
         assert!(
             start.elapsed() < STUCK,
-            "{} took no connection",
+            "{} listens on no port",
             bin.display()
         );
         thread::sleep(Duration::from_millis(10));
     }
-    (child, addr)
 }
 
-/// A port free a moment ago that no other server can be given meanwhile:
-/// below the range the OS picks from for `127.0.0.1:0`, which every other
-/// test binds. (A port from that range, freed, went to another test's
-/// server, and this one's client called that one.)
-fn unclaimable_port() -> u16 {
-    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let lowest: Option<u16> = range
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok());
-    let below = lowest.unwrap_or(32768).max(2048);
-    // Test binaries running at once start from different ports.
-    let start = below - 1 - (std::process::id() % 1000) as u16;
-    (1024..=start)
-        .rev()
-        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("no free port below the ephemeral range")
+/// The port process `pid` listens on, if it does yet: a socket of its
+/// (`/proc/PID/fd/N` links to `socket:[INODE]`) that `/proc/net/tcp`
+/// lists in state `0A`, listening.
+fn listening_port(pid: u32) -> Option<u16> {
+    let mut sockets = Vec::new();
+    for fd in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let link = fs::read_link(fd.path()).unwrap_or_default();
+        let link = link.to_string_lossy();
+        if let Some(inode) = link
+            .strip_prefix("socket:[")
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            sockets.push(inode.to_string());
+        }
+    }
+    let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+        if *state != "0A" || !sockets.iter().any(|s| s == inode) {
+            return None;
+        }
+        u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+    })
 }
 
 /// Reads `lines` up to the first `listening on ADDR` and returns ADDR;
