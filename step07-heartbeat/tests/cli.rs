@@ -90,6 +90,15 @@ async fn a_server_whose_stdout_is_gone_serves_on() {
     assert_eq!(client.add(20.0, 22.0).await.unwrap(), 42.0);
 }
 
+#[tokio::test]
+async fn limits_past_what_a_semaphore_can_hold_are_no_limit() {
+    let max = usize::MAX.to_string();
+    let (_server, addr) =
+        testkit::start_server(&common::bin("server"), &["--max-connections", &max]);
+    let client = Client::connect(addr).await.unwrap();
+    assert_eq!(client.add(20.0, 22.0).await.unwrap(), 42.0);
+}
+
 #[test]
 fn the_server_binary_refuses_an_empty_token() {
     // What `--token "$UNSET_VARIABLE"` passes: an empty token would match a
