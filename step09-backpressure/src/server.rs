@@ -371,11 +371,12 @@ async fn serve_connection(
         // ANCHOR: read_paused
         // Read only while there is room for an answer: a peer that does not
         // read its answers fills the queue, or takes the connection's byte
-        // budget over its most, and then this connection stops reading: TCP's flow control makes
-        // the peer's writes stall, and nothing piles up here. Any other
-        // excess is shed below, not waited for. Both are looked at once per
-        // turn: looked at again by each branch's guard, a slot or bytes
-        // given back in between could switch every branch off.
+        // budget over its most, and then this connection stops reading:
+        // TCP's flow control makes the peer's writes stall, and nothing
+        // piles up here. Any other excess is shed below, not waited for.
+        // Both are looked at once per turn: looked at again by each
+        // branch's guard, a slot or bytes given back in between could
+        // switch every branch off.
         let (room, within_budget) = (answers.capacity() > 0, !budget.is_spent());
         tokio::select! {
             frame = frames.next(), if room && within_budget => {
